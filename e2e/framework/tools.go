@@ -1,0 +1,54 @@
+// Package framework runs the real parts relay-pki is tested on: named control
+// planes (kube-apiserver and etcd processes through controller-runtime's
+// envtest) and cert-manager's controllers as a separate process. The e2e tests
+// and `make demo` share it. Nothing it starts may outlive the test or demo:
+// every process gets a parent-death signal, and Stop, t.Cleanup and the
+// signal handler of StopAllOnSignal tear everything down.
+package framework
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Tools are the binaries and manifests `make tools` builds from the Go
+// module proxy.
+type Tools struct {
+	KubeAPIServer         string
+	Etcd                  string
+	CertManagerController string
+	// CertManagerCRDs is a folder of cert-manager's CRD manifests.
+	CertManagerCRDs string
+}
+
+// The Makefile exports these; they name files in its version-keyed cache.
+var toolEnv = map[string]func(*Tools) *string{
+	"RELAY_PKI_KUBE_APISERVER":          func(t *Tools) *string { return &t.KubeAPIServer },
+	"RELAY_PKI_ETCD":                    func(t *Tools) *string { return &t.Etcd },
+	"RELAY_PKI_CERT_MANAGER_CONTROLLER": func(t *Tools) *string { return &t.CertManagerController },
+	"RELAY_PKI_CERT_MANAGER_CRDS":       func(t *Tools) *string { return &t.CertManagerCRDs },
+}
+
+// ToolsFromEnv reads the tool paths from the environment and checks that
+// each exists.
+func ToolsFromEnv() (Tools, error) {
+	var t Tools
+	var missing []string
+	for env, field := range toolEnv {
+		v := os.Getenv(env)
+		if v == "" {
+			missing = append(missing, env+" is not set")
+			continue
+		}
+		if _, err := os.Stat(v); err != nil {
+			missing = append(missing, fmt.Sprintf("%s=%s: %v", env, v, err))
+			continue
+		}
+		*field(&t) = v
+	}
+	if len(missing) > 0 {
+		return t, fmt.Errorf("e2e tools missing (run the tests through `make test`, which builds them with `make tools`): %s", strings.Join(missing, "; "))
+	}
+	return t, nil
+}
