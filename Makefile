@@ -22,7 +22,8 @@ CM_CONTROLLER        := $(TOOLS_DIR)/cert-manager-controller@$(CERT_MANAGER_VERS
 CM_CRDS              := $(TOOLS_DIR)/cert-manager-crds@$(CERT_MANAGER_VERSION)
 DEMO                 := $(TOOLS_DIR)/relay-pki-demo
 TOOLS_ENV := RELAY_PKI_KUBE_APISERVER=$(KUBE_APISERVER) RELAY_PKI_ETCD=$(ETCD) \
-             RELAY_PKI_CERT_MANAGER_CONTROLLER=$(CM_CONTROLLER) RELAY_PKI_CERT_MANAGER_CRDS=$(CM_CRDS)
+             RELAY_PKI_CERT_MANAGER_CONTROLLER=$(CM_CONTROLLER) RELAY_PKI_CERT_MANAGER_CRDS=$(CM_CRDS) \
+             RELAY_PKI_BINARY=$(CURDIR)/bin/relay-pki
 KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 \
   -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z
@@ -30,7 +31,7 @@ E2E_TIMEOUT ?= 30m
 
 # Fuzz targets and how long `make fuzz` runs each.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./config:FuzzDecodeValidate
+FUZZ_TARGETS := ./config:FuzzDecodeValidate ./sync/remote:FuzzRESTConfig
 
 .PHONY: build
 build: ## Build bin/relay-pki (static, trimmed, version stamped)
@@ -40,14 +41,14 @@ build: ## Build bin/relay-pki (static, trimmed, version stamped)
 test: lint build unit e2e ## Run every test: lint, static build, unit tests, e2e on real control planes
 
 .PHONY: e2e
-e2e: tools ## e2e tests on real kube-apiserver, etcd and cert-manager controllers
+e2e: tools build ## e2e tests on real kube-apiserver, etcd and cert-manager controllers
 	$(TOOLS_ENV) $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./e2e/...
 
 .PHONY: demo
 demo: tools build ## The main job on an embedded environment (ARGS=--exit-when-ready to stop after the table)
 	@echo ">> building the demo driver"
 	$(GO) build -o $(DEMO) ./e2e/cmd/demo
-	$(TOOLS_ENV) $(DEMO) --relay-pki $(CURDIR)/bin/relay-pki --work-dir $(CURDIR)/.cache/demo $(ARGS)
+	$(TOOLS_ENV) $(DEMO) --work-dir $(CURDIR)/.cache/demo $(ARGS)
 
 .PHONY: tools
 tools: $(KUBE_APISERVER) $(ETCD) $(CM_CONTROLLER) $(CM_CRDS) ## Build the e2e tools (once per version)

@@ -31,6 +31,7 @@ var (
 	defaultRootDuration        = 10 * 365 * 24 * time.Hour
 	defaultRootRenewBefore     = 365 * 24 * time.Hour
 	defaultLeafDuration        = 365 * 24 * time.Hour
+	defaultResyncPeriod        = 10 * time.Minute
 	defaultLeafRenewBefore     = 30 * 24 * time.Hour
 	defaultRootKey             = PrivateKey{Algorithm: RSA, Size: 4096}
 	defaultLeafKey             = PrivateKey{Algorithm: RSA, Size: 2048}
@@ -82,6 +83,17 @@ func SetDefaults(c *Config) {
 	}
 	if v := iss.Vault; v != nil && v.Auth.Kubernetes != nil && v.Auth.Kubernetes.MountPath == "" {
 		v.Auth.Kubernetes.MountPath = defaultVaultKubernetesPath
+	}
+
+	if c.Sync.CreateNamespace == nil {
+		yes := true
+		c.Sync.CreateNamespace = &yes
+	}
+	if c.Sync.DeletionPolicy == "" {
+		c.Sync.DeletionPolicy = DeletionPolicyRetain
+	}
+	if c.Sync.ResyncPeriod == nil {
+		c.Sync.ResyncPeriod = &metav1.Duration{Duration: defaultResyncPeriod}
 	}
 
 	in := &c.IstioIngress

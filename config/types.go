@@ -44,6 +44,34 @@ type Config struct {
 
 	Issuer       Issuer       `json:"issuer"`
 	IstioIngress IstioIngress `json:"istioIngress"`
+
+	// Sync is how `relay-pki controller` distributes the trust bundle and
+	// token to registered clusters.
+	Sync Sync `json:"sync"`
+}
+
+// DeletionPolicy says what happens to a cluster's copies when its
+// registration is removed.
+type DeletionPolicy string
+
+const (
+	// DeletionPolicyRetain leaves the copies: agents keep working.
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+	// DeletionPolicyDelete removes what relay-pki manages in the cluster.
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+)
+
+// Sync configures the distribution controller.
+type Sync struct {
+	// CreateNamespace creates the target namespace in a cluster that lacks it.
+	CreateNamespace *bool `json:"createNamespace,omitempty"`
+	// AdoptExisting takes over a same-named Secret relay-pki did not create;
+	// otherwise such a Secret is left alone and reported as a Conflict.
+	AdoptExisting bool `json:"adoptExisting"`
+	// DeletionPolicy applies when a registration is removed.
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+	// ResyncPeriod re-checks every cluster even without events.
+	ResyncPeriod *metav1.Duration `json:"resyncPeriod,omitempty"`
 }
 
 // Certificate is what can be set on each of the three certificates.
@@ -75,9 +103,20 @@ type PrivateKey struct {
 	Size      int          `json:"size,omitempty"`
 }
 
-// TrustBundle names the CA-only secret distributed to every cluster.
+// TrustBundle names the CA-only secret distributed to every cluster and,
+// with an external issuer, where its roots come from.
 type TrustBundle struct {
 	SecretName string `json:"secretName,omitempty"`
+	// Source holds the root certificate(s) agents must trust when an
+	// external issuer signs. Without it the server secret's ca.crt is used;
+	// in selfSigned mode the root is always the generated relay root.
+	Source *TrustSource `json:"source,omitempty"`
+}
+
+// TrustSource is a key of a Secret or a ConfigMap in the namespace.
+type TrustSource struct {
+	SecretRef    *SecretKeyRef `json:"secretRef,omitempty"`
+	ConfigMapRef *SecretKeyRef `json:"configMapRef,omitempty"`
 }
 
 // IdentityToken names the shared token secret and its key.

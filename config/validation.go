@@ -63,6 +63,8 @@ func Validate(c *Config, fldPath *field.Path) field.ErrorList {
 	errs = append(errs, secretKey(fldPath.Child("identityToken", "key"), c.IdentityToken.Key)...)
 	errs = append(errs, uniqueSecretNames(c, mode, fldPath)...)
 
+	errs = append(errs, validateTrustSource(c, mode, fldPath.Child("trustBundle", "source"))...)
+	errs = append(errs, validateSync(&c.Sync, fldPath.Child("sync"))...)
 	errs = append(errs, validateIssuer(&c.Issuer, fldPath.Child("issuer"))...)
 	errs = append(errs, validateIstioIngress(c, fldPath.Child("istioIngress"))...)
 	return errs
@@ -156,6 +158,41 @@ func uniqueSecretNames(c *Config, mode Mode, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Duplicate(n.path, n.name))
 		}
 		seen.Insert(n.name)
+	}
+	return errs
+}
+
+func validateTrustSource(c *Config, mode Mode, p *field.Path) field.ErrorList {
+	src := c.TrustBundle.Source
+	if src == nil {
+		return nil
+	}
+	if mode == ModeSelfSigned {
+		return field.ErrorList{field.Forbidden(p, "the self-signed root is the trust anchor; a trust source only applies with issuerRef or vault")}
+	}
+	switch {
+	case src.SecretRef != nil && src.ConfigMapRef != nil:
+		return field.ErrorList{field.Forbidden(p, "exactly one of secretRef or configMapRef may be set")}
+	case src.SecretRef != nil:
+		return secretKeyRef(p.Child("secretRef"), src.SecretRef)
+	case src.ConfigMapRef != nil:
+		return secretKeyRef(p.Child("configMapRef"), src.ConfigMapRef)
+	}
+	return field.ErrorList{field.Required(p, "secretRef or configMapRef")}
+}
+
+// A shorter resync would turn the backstop into load on every cluster.
+const minResyncPeriod = time.Minute
+
+func validateSync(s *Sync, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch s.DeletionPolicy {
+	case DeletionPolicyRetain, DeletionPolicyDelete:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("deletionPolicy"), s.DeletionPolicy, []DeletionPolicy{DeletionPolicyRetain, DeletionPolicyDelete}))
+	}
+	if s.ResyncPeriod != nil && s.ResyncPeriod.Duration < minResyncPeriod {
+		errs = append(errs, field.Invalid(p.Child("resyncPeriod"), s.ResyncPeriod.Duration.String(), "must be at least 1m"))
 	}
 	return errs
 }

@@ -79,3 +79,41 @@ func WriteJSON(w io.Writer, objs []client.Object) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
 }
+
+// Contains reports whether every field set in want has the same value in
+// live. Lists must match whole. It tells whether an apply would change
+// anything without sending one: fields another manager added to live (a
+// webhook's defaults, cert-manager's status) do not count.
+func Contains(live, want map[string]any) bool {
+	for k, w := range want {
+		l, ok := live[k]
+		if !ok {
+			return false
+		}
+		if !containsValue(l, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsValue(l, w any) bool {
+	switch w := w.(type) {
+	case map[string]any:
+		lm, ok := l.(map[string]any)
+		return ok && Contains(lm, w)
+	case []any:
+		ll, ok := l.([]any)
+		if !ok || len(ll) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !containsValue(ll[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return fmt.Sprint(l) == fmt.Sprint(w)
+	}
+}

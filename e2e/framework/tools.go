@@ -20,6 +20,8 @@ type Tools struct {
 	CertManagerController string
 	// CertManagerCRDs is a folder of cert-manager's CRD manifests.
 	CertManagerCRDs string
+	// RelayPKI is the relay-pki binary under test (`make build`).
+	RelayPKI string
 }
 
 // The Makefile exports these; they name files in its version-keyed cache.
@@ -28,6 +30,7 @@ var toolEnv = map[string]func(*Tools) *string{
 	"RELAY_PKI_ETCD":                    func(t *Tools) *string { return &t.Etcd },
 	"RELAY_PKI_CERT_MANAGER_CONTROLLER": func(t *Tools) *string { return &t.CertManagerController },
 	"RELAY_PKI_CERT_MANAGER_CRDS":       func(t *Tools) *string { return &t.CertManagerCRDs },
+	"RELAY_PKI_BINARY":                  func(t *Tools) *string { return &t.RelayPKI },
 }
 
 // ToolsFromEnv reads the tool paths from the environment and checks that

@@ -29,7 +29,7 @@ every workload cluster.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRenderCommand(), newVersionCommand())
+	root.AddCommand(newRenderCommand(), newControllerCommand(), newVersionCommand())
 	return root
 }
 

@@ -9,6 +9,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -34,7 +36,11 @@ import (
 	"github.com/relay-pki/relay-pki/e2e/framework"
 	"github.com/relay-pki/relay-pki/internal/certinfo"
 	"github.com/relay-pki/relay-pki/internal/ssa"
+	relaysync "github.com/relay-pki/relay-pki/sync"
 )
+
+// registrationNamespace holds the demo's cluster registrations.
+const registrationNamespace = "relay-pki-system"
 
 type options struct {
 	relayPKI      string
@@ -48,7 +54,7 @@ type options struct {
 func main() {
 	var o options
 	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
-	fs.StringVar(&o.relayPKI, "relay-pki", "bin/relay-pki", "relay-pki binary whose `render` output is installed")
+	fs.StringVar(&o.relayPKI, "relay-pki", os.Getenv("RELAY_PKI_BINARY"), "relay-pki binary to render with and run as the controller (default $RELAY_PKI_BINARY)")
 	fs.StringVar(&o.configFile, "config", "", "relay-pki configuration file passed to render (default: built-in defaults)")
 	fs.StringVar(&o.workDir, "work-dir", ".cache/demo", "folder for the control planes' data, logs and kubeconfigs (emptied at start)")
 	fs.IntVar(&o.workloads, "workload-clusters", 2, "number of workload control planes")
@@ -107,9 +113,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	ns := objs[0].GetNamespace()
-	for _, cp := range planes {
-		if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			return fmt.Errorf("create namespace %s on %s: %w", ns, cp.Name, err)
+	// Only the management cluster gets the namespaces by hand: the
+	// controller creates the target namespace in workload clusters.
+	for _, n := range []string{ns, registrationNamespace} {
+		if err := mgmt.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
+			return fmt.Errorf("create namespace %s on management: %w", n, err)
 		}
 	}
 	step(out, "server-side applying %d objects to management/%s (field manager %s)", len(objs), ns, ssa.FieldManager)
@@ -130,15 +138,46 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
+	step(out, "registering %d workload clusters (Secrets labelled %s in %s)", o.workloads, relaysync.ClusterLabel, registrationNamespace)
+	for _, n := range names[1:] {
+		reg := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: registrationNamespace, Name: n, Labels: map[string]string{relaysync.ClusterLabel: n}},
+			Data:       map[string][]byte{relaysync.KubeconfigKey: planes[n].Kubeconfig},
+		}
+		if err := mgmt.Client.Create(ctx, reg); err != nil {
+			return fmt.Errorf("register %s: %w", n, err)
+		}
+	}
+	step(out, "starting relay-pki controller (logs: %s)", framework.LogPath(mgmt, "relay-pki-controller"))
+	args := []string{"controller", "--kubeconfig", mgmt.KubeconfigPath, "--registration-namespace", registrationNamespace,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0"}
+	if o.configFile != "" {
+		args = append(args, "--config", o.configFile)
+	}
+	if _, err := framework.StartProcess("relay-pki-controller", mgmt.Dir(), o.relayPKI, nil, args...); err != nil {
+		return err
+	}
+	step(out, "waiting for every workload cluster to hold ca.crt and the identity token")
+	syncStart := time.Now()
+	if err := waitForSync(ctx, mgmt.Client, names[1:], o.timeout, func(n string) {
+		fmt.Fprintf(out, "   ✓ %s Synced after %s\n", n, time.Since(syncStart).Round(time.Millisecond))
+	}); err != nil {
+		return err
+	}
+
 	fmt.Fprintln(out)
 	if err := printCertificates(ctx, out, mgmt.Client, ns, certs); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	if err := printClusters(ctx, out, mgmt, planes, names, ns); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "\nkubeconfigs (try: kubectl --kubeconfig <file> get certificates,secrets -n "+ns+"):")
 	for _, n := range names {
 		fmt.Fprintf(out, "  %-12s %s\n", n, planes[n].KubeconfigPath)
 	}
-	fmt.Fprintf(out, "logs: %s/<cluster>/{control-plane,cert-manager-controller}.log\n", o.workDir)
+	fmt.Fprintf(out, "logs: %s/<cluster>/control-plane.log, %s/management/{cert-manager-controller,relay-pki-controller}.log\n", o.workDir, o.workDir)
 
 	if o.exitWhenReady {
 		step(out, "--exit-when-ready: stopping everything")
@@ -238,6 +277,68 @@ func printCertificates(ctx context.Context, out io.Writer, c client.Client, ns s
 			notAfter, fp = leaf.NotAfter.UTC().Format(time.RFC3339), certinfo.Fingerprint(leaf)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\n", n, crt.Spec.SecretName, crt.Spec.IssuerRef.Kind, crt.Spec.IssuerRef.Name, notAfter, fp, chain)
+	}
+	return tw.Flush()
+}
+
+// waitForSync waits until each registration reports Synced.
+func waitForSync(ctx context.Context, c client.Client, names []string, timeout time.Duration, onSynced func(string)) error {
+	done := map[string]bool{}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for len(done) < len(names) {
+		for _, n := range names {
+			if done[n] {
+				continue
+			}
+			var reg corev1.Secret
+			if err := c.Get(ctx, client.ObjectKey{Namespace: registrationNamespace, Name: n}, &reg); err == nil && reg.Annotations[relaysync.StateAnnotation] == string(relaysync.StateSynced) {
+				done[n] = true
+				onSynced(n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("clusters not Synced within %s: %w", timeout, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// printClusters shows each cluster's sync state next to what it holds,
+// compared with the management cluster's copies.
+func printClusters(ctx context.Context, out io.Writer, mgmt *framework.ControlPlane, planes map[string]*framework.ControlPlane, names []string, ns string) error {
+	var trustSecret, tokenSecret corev1.Secret
+	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "relay-root-tls-secret"}, &trustSecret); err != nil {
+		return err
+	}
+	if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "relay-identity-token-secret"}, &tokenSecret); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tSTATE\tCA.CRT SHA-256\tCA.CRT = MGMT\tTOKEN = MGMT\tKEYS\tSYNCED AT")
+	for _, n := range names {
+		state, syncedAt := "source", "-"
+		if n != "management" {
+			var reg corev1.Secret
+			if err := mgmt.Client.Get(ctx, client.ObjectKey{Namespace: registrationNamespace, Name: n}, &reg); err != nil {
+				return err
+			}
+			state, syncedAt = reg.Annotations[relaysync.StateAnnotation], reg.Annotations[relaysync.SyncedAtAnnotation]
+		}
+		var tr, tk corev1.Secret
+		c := planes[n].Client
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "relay-root-tls-secret"}, &tr); err != nil {
+			return err
+		}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "relay-identity-token-secret"}, &tk); err != nil {
+			return err
+		}
+		keys := fmt.Sprintf("%d+%d", len(tr.Data), len(tk.Data))
+		sum := sha256.Sum256(tr.Data["ca.crt"])
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%s\t%s\n", n, state, hex.EncodeToString(sum[:8]),
+			bytes.Equal(tr.Data["ca.crt"], trustSecret.Data["ca.crt"]), bytes.Equal(tk.Data["token"], tokenSecret.Data["token"]), keys, syncedAt)
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,90 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/relay-pki/relay-pki/cmd/relay-pki/app/options"
+	"github.com/relay-pki/relay-pki/internal/scheme"
+	relaysync "github.com/relay-pki/relay-pki/sync"
+)
+
+func newControllerCommand() *cobra.Command {
+	var (
+		cfg  options.Config
+		kube options.Kube
+		opts options.Controller
+	)
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Keep the relay PKI, the trust bundle and the identity token in every registered cluster",
+		Long: `controller runs in the management cluster. It applies the relay PKI's cert-manager
+objects, creates the identity token if there is none, publishes the verified trust
+bundle as relay-root-tls-secret, and keeps ca.crt and the token, and nothing else,
+in the target namespace of every cluster registered by a Secret labelled
+relay-pki.io/cluster=<name> in --registration-namespace.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := opts.Validate(); err != nil {
+				return err
+			}
+			c, err := cfg.Complete()
+			if err != nil {
+				return err
+			}
+			restCfg, err := kube.RESTConfig()
+			if err != nil {
+				return err
+			}
+			log := opts.Logger()
+			ctrl.SetLogger(log)
+
+			syncOpts := relaysync.Options{
+				Config: c, RegistrationNamespace: opts.RegistrationNamespace, ManageIssuers: opts.ManageIssuers,
+				MaxConcurrentSyncs: opts.MaxConcurrentSyncs, ConnectTimeout: opts.ConnectTimeout,
+			}
+			graceful := 30 * time.Second
+			mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+				Scheme:                        scheme.New(),
+				Logger:                        log,
+				Cache:                         relaysync.CacheOptions(syncOpts),
+				Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddress},
+				HealthProbeBindAddress:        opts.HealthAddress,
+				LeaderElection:                opts.LeaderElect,
+				LeaderElectionID:              "relay-pki-controller",
+				LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+				LeaderElectionReleaseOnCancel: true,
+				GracefulShutdownTimeout:       &graceful,
+			})
+			if err != nil {
+				return fmt.Errorf("create manager: %w", err)
+			}
+			if err := relaysync.SetupWithManager(mgr, syncOpts); err != nil {
+				return err
+			}
+			if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+				return err
+			}
+			if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
+				if !mgr.GetCache().WaitForCacheSync(req.Context()) {
+					return fmt.Errorf("caches not synced")
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			log.Info("starting", "namespace", c.Namespace, "registrationNamespace", opts.RegistrationNamespace, "issuerMode", c.Issuer.Mode(), "manageIssuers", opts.ManageIssuers)
+			return mgr.Start(cmd.Context())
+		},
+	}
+	cfg.AddFlags(cmd.Flags())
+	kube.AddFlags(cmd.Flags())
+	opts.AddFlags(cmd.Flags())
+	return cmd
+}

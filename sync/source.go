@@ -1,0 +1,314 @@
+package sync
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	stdsync "sync"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/relay-pki/relay-pki/config"
+	"github.com/relay-pki/relay-pki/internal/certinfo"
+	"github.com/relay-pki/relay-pki/internal/ssa"
+	"github.com/relay-pki/relay-pki/issuer"
+	"github.com/relay-pki/relay-pki/manifest"
+	"github.com/relay-pki/relay-pki/sync/trust"
+)
+
+// TokenBytes is the identity token's entropy; it is stored base64url
+// encoded without padding (43 characters).
+const TokenBytes = 32
+
+// SourceReconciler keeps the management cluster's side: the issuer objects
+// (optional), the identity token, and relay-root-tls-secret holding the
+// verified trust bundle. Only a bundle that verifies is ever published, so
+// the published copy is also the last good bundle that clusters receive.
+type SourceReconciler struct {
+	Client        client.Client
+	Config        *config.Config
+	ManageIssuers bool
+	Recorder      record.EventRecorder
+	Metrics       *Metrics
+	Clock         clock.PassiveClock
+	Rand          io.Reader
+
+	mu          stdsync.Mutex
+	lastProblem string
+	lastWarned  string
+}
+
+// Reconcile brings the management cluster's side in line. It has one key:
+// every change in the namespace leads here.
+func (r *SourceReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	var errs []error
+	if r.ManageIssuers {
+		if err := r.applyIssuers(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.ensureToken(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.publishBundle(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return ctrl.Result{RequeueAfter: r.Config.Sync.ResyncPeriod.Duration}, errors.Join(errs...)
+}
+
+// applyIssuers applies the rendered cert-manager objects that differ from
+// what the cluster holds; an unchanged object costs no request.
+func (r *SourceReconciler) applyIssuers(ctx context.Context) error {
+	for _, obj := range issuer.Build(r.Config) {
+		var live client.Object
+		switch obj.(type) {
+		case *cmapi.Issuer:
+			live = &cmapi.Issuer{}
+		case *cmapi.Certificate:
+			live = &cmapi.Certificate{}
+		default:
+			continue // Istio objects are rendered for install, not enforced
+		}
+		want, err := manifest.Clean(obj)
+		if err != nil {
+			return err
+		}
+		err = r.Client.Get(ctx, client.ObjectKeyFromObject(obj), live)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("read %s %s: %w", want.GetKind(), want.GetName(), err)
+		}
+		if err == nil {
+			liveMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
+			if err != nil {
+				return err
+			}
+			if manifest.Contains(liveMap, want.Object) {
+				continue
+			}
+		}
+		if err := ssa.Apply(ctx, r.Client, []*unstructured.Unstructured{want}); err != nil {
+			return err
+		}
+		logf.FromContext(ctx).Info("applied", "kind", want.GetKind(), "object", client.ObjectKeyFromObject(obj))
+	}
+	return nil
+}
+
+// ensureToken creates the identity token secret if there is none. A
+// user-provided token is kept as it is. Create, not apply: it must never
+// replace a token that agents already hold.
+func (r *SourceReconciler) ensureToken(ctx context.Context) error {
+	c := r.Config
+	key := client.ObjectKey{Namespace: c.Namespace, Name: c.IdentityToken.SecretName}
+	var s corev1.Secret
+	err := r.Client.Get(ctx, key, &s)
+	switch {
+	case err == nil:
+		if len(s.Data[c.IdentityToken.Key]) == 0 {
+			r.problem(ctx, &s, "TokenMissing", fmt.Sprintf("Secret %s has no %q key; relay-pki does not overwrite a Secret it did not create", key, c.IdentityToken.Key))
+		}
+		return nil
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("read identity token secret %s: %w", key, err)
+	}
+	raw := make([]byte, TokenBytes)
+	if _, err := io.ReadFull(r.Rand, raw); err != nil {
+		return fmt.Errorf("generate identity token: %w", err)
+	}
+	s = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: managedLabels(RoleToken)},
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{c.IdentityToken.Key: []byte(base64.RawURLEncoding.EncodeToString(raw))},
+	}
+	s.Annotations = map[string]string{ContentHashAnnotation: contentHash(s.Data)}
+	if err := r.Client.Create(ctx, &s, client.FieldOwner(ssa.FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create identity token secret %s: %w", key, err)
+	}
+	logf.FromContext(ctx).Info("created identity token", "secret", key)
+	r.Recorder.Event(&s, corev1.EventTypeNormal, "TokenCreated", "generated a new identity token (32 random bytes)")
+	return nil
+}
+
+// publishBundle verifies the trust source against the server and signing
+// certificates and publishes it. On any failure it publishes nothing, so
+// every cluster keeps the last good bundle, and says why.
+func (r *SourceReconciler) publishBundle(ctx context.Context) error {
+	c := r.Config
+	server, err := r.secret(ctx, c.Server.SecretName)
+	if err != nil {
+		return err
+	}
+	signing, err := r.secret(ctx, c.Signing.SecretName)
+	if err != nil {
+		return err
+	}
+	source, sourceObj, err := r.trustSource(ctx, server)
+	if err != nil {
+		return err
+	}
+	r.observeExpiry(issuer.RoleServer, server)
+	r.observeExpiry(issuer.RoleSigning, signing)
+
+	published, err := r.secret(ctx, c.TrustBundle.SecretName)
+	if err != nil {
+		return err
+	}
+	if server == nil || signing == nil || source == nil {
+		// cert-manager has not issued yet; its secrets' events bring us back.
+		return nil
+	}
+	bundle, err := trust.Verify(source, []trust.Leaf{
+		{Name: "Secret " + c.Server.SecretName, Chain: server.Data["tls.crt"]},
+		{Name: "Secret " + c.Signing.SecretName, Chain: signing.Data["tls.crt"]},
+	}, r.Clock.Now())
+	if err != nil {
+		r.Metrics.bundleValid.Set(0)
+		on := sourceObj
+		if published != nil {
+			on = published
+		}
+		r.problem(ctx, on, "TrustBundleInvalid", "not publishing the trust bundle, keeping the last good one: "+err.Error())
+		return nil
+	}
+	r.Metrics.bundleValid.Set(1)
+	r.clearProblem()
+	if c.Issuer.Mode() == config.ModeSelfSigned && len(bundle.Anchors) > 0 {
+		r.Metrics.notAfter.WithLabelValues(string(issuer.RoleRoot)).Set(float64(bundle.Anchors[0].NotAfter.Unix()))
+	}
+	for _, w := range bundle.Warnings {
+		r.warnOnce(ctx, sourceObj, w)
+	}
+
+	data := map[string][]byte{"ca.crt": bundle.PEM}
+	hash := contentHash(data)
+	if published != nil && isManaged(published) && published.Annotations[ContentHashAnnotation] == hash && contentHash(published.Data) == hash {
+		return nil
+	}
+	ac := corev1ac.Secret(c.TrustBundle.SecretName, c.Namespace).
+		WithLabels(managedLabels(RoleTrust)).
+		WithAnnotations(map[string]string{ContentHashAnnotation: hash}).
+		WithType(corev1.SecretTypeOpaque).
+		WithData(data)
+	if err := r.Client.Apply(ctx, ac, client.FieldOwner(ssa.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("publish trust bundle %s/%s: %w", c.Namespace, c.TrustBundle.SecretName, err)
+	}
+	logf.FromContext(ctx).Info("published trust bundle", "secret", client.ObjectKey{Namespace: c.Namespace, Name: c.TrustBundle.SecretName}, "sha256", sha256Hex(bundle.PEM), "anchors", len(bundle.Anchors))
+	if published != nil {
+		r.Recorder.Eventf(published, corev1.EventTypeNormal, "TrustBundlePublished", "published %d anchor(s), ca.crt sha256 %s", len(bundle.Anchors), sha256Hex(bundle.PEM))
+	}
+	return nil
+}
+
+// trustSource returns the PEM agents must trust and the object it came from.
+func (r *SourceReconciler) trustSource(ctx context.Context, server *corev1.Secret) ([]byte, client.Object, error) {
+	c := r.Config
+	if c.Issuer.Mode() == config.ModeSelfSigned {
+		root, err := r.secret(ctx, c.Root.SecretName)
+		if err != nil || root == nil {
+			return nil, nil, err
+		}
+		return root.Data["tls.crt"], root, nil
+	}
+	src := c.TrustBundle.Source
+	switch {
+	case src != nil && src.SecretRef != nil:
+		s, err := r.secret(ctx, src.SecretRef.Name)
+		if err != nil || s == nil {
+			return nil, nil, err
+		}
+		return s.Data[src.SecretRef.Key], s, nil
+	case src != nil && src.ConfigMapRef != nil:
+		var cm corev1.ConfigMap
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: src.ConfigMapRef.Name}, &cm)
+		if apierrors.IsNotFound(err) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("read trust source ConfigMap %s: %w", src.ConfigMapRef.Name, err)
+		}
+		return []byte(cm.Data[src.ConfigMapRef.Key]), &cm, nil
+	}
+	if server == nil {
+		return nil, nil, nil
+	}
+	return server.Data["ca.crt"], server, nil
+}
+
+func (r *SourceReconciler) secret(ctx context.Context, name string) (*corev1.Secret, error) {
+	var s corev1.Secret
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Config.Namespace, Name: name}, &s)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read Secret %s/%s: %w", r.Config.Namespace, name, err)
+	}
+	return &s, nil
+}
+
+func (r *SourceReconciler) observeExpiry(role issuer.Role, s *corev1.Secret) {
+	if s == nil {
+		return
+	}
+	certs, err := certinfo.ParsePEM(s.Data["tls.crt"])
+	if err != nil {
+		return
+	}
+	r.Metrics.notAfter.WithLabelValues(string(role)).Set(float64(firstNotAfter(certs)))
+}
+
+func firstNotAfter(certs []*x509.Certificate) int64 { return certs[0].NotAfter.Unix() }
+
+// problem reports a source problem once per distinct message: an Event (no
+// secret data in it, only names and x509 errors) and a log line.
+func (r *SourceReconciler) problem(ctx context.Context, on client.Object, reason, msg string) {
+	r.mu.Lock()
+	repeat := r.lastProblem == reason+msg
+	r.lastProblem = reason + msg
+	r.mu.Unlock()
+	if repeat {
+		return
+	}
+	logf.FromContext(ctx).Error(errors.New(msg), "trust source problem", "reason", reason)
+	if on != nil {
+		r.Recorder.Event(on, corev1.EventTypeWarning, reason, msg)
+	}
+}
+
+func (r *SourceReconciler) clearProblem() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastProblem = ""
+}
+
+func (r *SourceReconciler) warnOnce(ctx context.Context, on client.Object, msg string) {
+	r.mu.Lock()
+	repeat := r.lastWarned == msg
+	r.lastWarned = msg
+	r.mu.Unlock()
+	if repeat {
+		return
+	}
+	logf.FromContext(ctx).Info("trust anchor warning", "warning", msg)
+	if on != nil {
+		r.Recorder.Event(on, corev1.EventTypeWarning, "TrustAnchorNotSelfSigned", msg)
+	}
+}
+
+func managedLabels(role issuer.Role) map[string]string { return issuer.Labels(role) }
+
+func isManaged(s *corev1.Secret) bool { return s.Labels[issuer.ManagedByLabel] == issuer.ManagedBy }
