@@ -386,6 +386,33 @@ func TestValidate(t *testing.T) {
 			cfg:  valid(func(c *Config) { c.IstioIngress.Enabled = true; c.IstioIngress.TargetPort = 70000 }),
 			want: field.ErrorList{field.Invalid(field.NewPath("istioIngress", "targetPort"), int32(70000), "must be between 1 and 65535, inclusive")},
 		},
+		"an unknown deletion policy is refused": {
+			cfg:  valid(func(c *Config) { c.Sync.DeletionPolicy = "Orphan" }),
+			want: field.ErrorList{field.NotSupported(field.NewPath("sync", "deletionPolicy"), DeletionPolicy("Orphan"), []DeletionPolicy{DeletionPolicyRetain, DeletionPolicyDelete})},
+		},
+		"a resync under a minute is refused": {
+			cfg:  valid(func(c *Config) { c.Sync.ResyncPeriod = dur(10 * time.Second) }),
+			want: field.ErrorList{field.Invalid(field.NewPath("sync", "resyncPeriod"), "10s", "must be at least 1m")},
+		},
+		"a trust source is refused with the self-signed root": {
+			cfg: valid(func(c *Config) {
+				c.TrustBundle.Source = &TrustSource{SecretRef: &SecretKeyRef{Name: "corp", Key: "ca.crt"}}
+			}),
+			want: field.ErrorList{field.Forbidden(field.NewPath("trustBundle", "source"), "the self-signed root is the trust anchor; a trust source only applies with issuerRef or vault")},
+		},
+		"a trust source ConfigMap is accepted with an external issuer": {
+			cfg: valid(func(c *Config) {
+				c.Issuer = Issuer{IssuerRef: &IssuerRef{Name: "corp", Kind: "ClusterIssuer", Group: "cert-manager.io"}}
+				c.TrustBundle.Source = &TrustSource{ConfigMapRef: &SecretKeyRef{Name: "corp-roots", Key: "roots.pem"}}
+			}),
+		},
+		"a trust source needs exactly one reference": {
+			cfg: valid(func(c *Config) {
+				c.Issuer = Issuer{IssuerRef: &IssuerRef{Name: "corp", Kind: "ClusterIssuer", Group: "cert-manager.io"}}
+				c.TrustBundle.Source = &TrustSource{}
+			}),
+			want: field.ErrorList{field.Required(field.NewPath("trustBundle", "source"), "secretRef or configMapRef")},
+		},
 		"a disabled istio ingress is not validated": {
 			cfg: valid(func(c *Config) { c.IstioIngress.TargetPort = 70000 }),
 		},

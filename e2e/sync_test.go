@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -189,28 +190,35 @@ func TestSyncControllerAcrossClusters(t *testing.T) {
 	})
 
 	step("h: a restarted controller writes nothing to clusters already in sync", func(t *testing.T) {
-		// workload-2 and the management cluster are in sync; count every
-		// write to Secrets that reaches their apiservers across a restart
-		// (with adoptExisting switched on for the next step).
+		// Count every write to Secrets that reaches the apiservers of
+		// workload-2 and of the management cluster across a restart.
 		waitForState(t, mgmt, "workload-2", relaysync.StateSynced, time.Minute)
 		time.Sleep(2 * time.Second) // let status writes of earlier steps land
 		beforeW2, beforeMgmt := secretWrites(t, w2), secretWrites(t, mgmt)
 		if err := controller.Stop(); err != nil {
 			t.Fatal(err)
 		}
-		writeSyncConfig(t, ctrlDir, true)
 		offset := fileSize(controller.LogPath)
 		if err := controller.Start(); err != nil {
 			t.Fatal(err)
 		}
 		// Wait until the restarted controller has checked workload-2.
 		waitForLogLine(t, controller.LogPath, offset, time.Minute, "in sync, nothing written", `"cluster": "workload-2"`)
-		waitForState(t, mgmt, "workload-1-conflicted", relaysync.StateSynced, time.Minute)
 		time.Sleep(3 * time.Second)
 		afterW2, afterMgmt := secretWrites(t, w2), secretWrites(t, mgmt)
 		t.Logf("Secret writes across the restart: workload-2 %d, management %d", afterW2-beforeW2, afterMgmt-beforeMgmt)
-		if afterW2 != beforeW2 {
-			t.Errorf("the restarted controller wrote %d times to workload-2's Secrets, want 0", afterW2-beforeW2)
+		if afterW2 != beforeW2 || afterMgmt != beforeMgmt {
+			t.Errorf("the restarted controller wrote to Secrets: workload-2 %d, management %d; want 0 and 0", afterW2-beforeW2, afterMgmt-beforeMgmt)
+		}
+	})
+
+	step("restart with sync.adoptExisting: true and sync.deletionPolicy: Delete", func(t *testing.T) {
+		if err := controller.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		writeSyncConfig(t, ctrlDir, true)
+		if err := controller.Start(); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -226,6 +234,39 @@ func TestSyncControllerAcrossClusters(t *testing.T) {
 		if s.Labels[issuer.ManagedByLabel] != issuer.ManagedBy {
 			t.Errorf("adopted secret labels = %v", s.Labels)
 		}
+	})
+
+	step("deregistering with deletionPolicy Delete removes only what relay-pki manages there", func(t *testing.T) {
+		reg := registration(t, mgmt, "workload-1-conflicted")
+		if !slices.Contains(reg.Finalizers, relaysync.CleanupFinalizer) {
+			t.Fatalf("registration finalizers = %v, want %s", reg.Finalizers, relaysync.CleanupFinalizer)
+		}
+		bystander := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "conflicted", Name: "not-ours"}, Data: map[string][]byte{"k": []byte("v")}}
+		if err := w1.Client.Create(t.Context(), bystander); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := mgmt.Client.Delete(t.Context(), reg); err != nil {
+			t.Fatal(err)
+		}
+		if err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			var s corev1.Secret
+			err := mgmt.Client.Get(ctx, client.ObjectKeyFromObject(reg), &s)
+			return apierrors.IsNotFound(err), nil
+		}); err != nil {
+			t.Fatal("the registration was not released")
+		}
+		t.Logf("deregistered and cleaned up in %s", time.Since(start).Round(time.Millisecond))
+		for _, name := range []string{cfg.TrustBundle.SecretName, cfg.IdentityToken.SecretName} {
+			if data := secretData(t, w1, "conflicted", name); len(data) != 0 {
+				t.Errorf("%s is still in workload-1/conflicted", name)
+			}
+		}
+		if data := secretData(t, w1, "conflicted", "not-ours"); len(data) == 0 {
+			t.Error("a Secret relay-pki does not manage was deleted")
+		}
+		// The other registration of the same cluster is unaffected.
+		waitForSecret(t, w1, ns, cfg.TrustBundle.SecretName, "ca.crt", rootPEM(), 10*time.Second)
 	})
 
 	step("f: a kubeconfig with an exec plugin is refused", func(t *testing.T) {
@@ -294,7 +335,11 @@ current-context: c
 func writeSyncConfig(t *testing.T, dir string, adopt bool) string {
 	t.Helper()
 	p := filepath.Join(dir, "relay-pki.yaml")
-	body := fmt.Sprintf("apiVersion: relay-pki.io/v1alpha1\nkind: Config\nsync:\n  adoptExisting: %v\n  resyncPeriod: 1m\n", adopt)
+	policy := "Retain"
+	if adopt {
+		policy = "Delete"
+	}
+	body := fmt.Sprintf("apiVersion: relay-pki.io/v1alpha1\nkind: Config\nsync:\n  adoptExisting: %v\n  deletionPolicy: %s\n  resyncPeriod: 1m\n", adopt, policy)
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
