@@ -123,7 +123,13 @@ func TestSourceReconciler(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(tc.objs...).Build()
+			// The fake client stamps resourceVersions on the objects it is
+			// given, and parallel cases share them: give it copies.
+			objs := make([]client.Object, len(tc.objs))
+			for i, o := range tc.objs {
+				objs[i] = o.DeepCopyObject().(client.Object)
+			}
+			c := fake.NewClientBuilder().WithScheme(scheme.New()).WithObjects(objs...).Build()
 			rec := record.NewFakeRecorder(10)
 			m, err := NewMetrics(prometheus.NewRegistry())
 			if err != nil {
