@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -17,7 +18,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := app.NewCommand(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
-	if err != nil {
+	var exit *app.ExitError
+	switch {
+	case errors.As(err, &exit):
+		if exit.Message != "" {
+			fmt.Fprintln(os.Stderr, "error:", exit.Message)
+		}
+		os.Exit(exit.Code)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}

@@ -3,26 +3,19 @@ package framework
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/relay-pki/relay-pki/internal/certstatus"
 )
 
 // CertificateReady reports whether cert-manager has issued the certificate's
 // current generation.
-func CertificateReady(crt *cmapi.Certificate) bool {
-	for _, c := range crt.Status.Conditions {
-		if c.Type == cmapi.CertificateConditionReady {
-			return c.Status == cmmeta.ConditionTrue && c.ObservedGeneration == crt.Generation
-		}
-	}
-	return false
-}
+func CertificateReady(crt *cmapi.Certificate) bool { return certstatus.Ready(crt) }
 
 // WaitForCertificates waits until every named Certificate in ns is Ready.
 // onReady, if not nil, is called once per certificate as it becomes ready.
@@ -63,31 +56,7 @@ func WaitForCertificates(ctx context.Context, c client.Client, ns string, names 
 }
 
 // DescribeCertificate prints a certificate's conditions and those of its
-// CertificateRequests, newest last.
+// CertificateRequests.
 func DescribeCertificate(ctx context.Context, c client.Client, ns, name string) string {
-	var b strings.Builder
-	var crt cmapi.Certificate
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &crt); err != nil {
-		return fmt.Sprintf("Certificate %s/%s: %v", ns, name, err)
-	}
-	fmt.Fprintf(&b, "Certificate %s/%s (generation %d):\n", ns, name, crt.Generation)
-	for _, cond := range crt.Status.Conditions {
-		fmt.Fprintf(&b, "  %s=%s reason=%s observedGeneration=%d: %s\n", cond.Type, cond.Status, cond.Reason, cond.ObservedGeneration, cond.Message)
-	}
-	var crs cmapi.CertificateRequestList
-	if err := c.List(ctx, &crs, client.InNamespace(ns)); err == nil {
-		sort.Slice(crs.Items, func(i, j int) bool {
-			return crs.Items[i].CreationTimestamp.Before(&crs.Items[j].CreationTimestamp)
-		})
-		for _, cr := range crs.Items {
-			if cr.Annotations[cmapi.CertificateNameKey] != name {
-				continue
-			}
-			fmt.Fprintf(&b, "  CertificateRequest %s:\n", cr.Name)
-			for _, cond := range cr.Status.Conditions {
-				fmt.Fprintf(&b, "    %s=%s reason=%s: %s\n", cond.Type, cond.Status, cond.Reason, cond.Message)
-			}
-		}
-	}
-	return b.String()
+	return certstatus.Describe(ctx, c, ns, name)
 }

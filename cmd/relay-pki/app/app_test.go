@@ -175,3 +175,49 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version printed %q, %v", out, err)
 	}
 }
+
+func TestCompletionScripts(t *testing.T) {
+	t.Parallel()
+	for shell, want := range map[string]string{"bash": "# bash completion V2 for relay-pki", "zsh": "#compdef relay-pki"} {
+		out, err := run(t, "completion", shell)
+		if err != nil {
+			t.Fatalf("completion %s: %v", shell, err)
+		}
+		if !strings.HasPrefix(out, want) {
+			t.Errorf("completion %s starts with %q, want %q", shell, out[:min(len(out), 40)], want)
+		}
+	}
+	// The scripts ask the binary itself for candidates.
+	out, err := run(t, "__complete", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"install", "register", "deregister", "status", "verify", "controller", "render"} {
+		if !strings.Contains(out, "\n"+cmd+"\t") && !strings.HasPrefix(out, cmd+"\t") {
+			t.Errorf("completion candidates lack %s:\n%s", cmd, out)
+		}
+	}
+}
+
+func TestOperatorCommandsRefuseBadFlagsBeforeConnecting(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"status with an unknown output format":     {[]string{"status", "-o", "xml"}, `--output "xml": must be table, json or yaml`},
+		"verify with thresholds the wrong way":     {[]string{"verify", "--warn-days", "3", "--error-days", "7"}, "--warn-days 3 and --error-days 7"},
+		"install with a zero timeout":              {[]string{"install", "--timeout", "0s"}, "--timeout 0s: must be positive"},
+		"register without a cluster name":          {[]string{"register"}, "accepts 1 arg(s), received 0"},
+		"register without --remote-context":        {[]string{"register", "w1"}, "--remote-context is required"},
+		"register with a name that is no DNS name": {[]string{"register", "W_1", "--remote-context", "x"}, `cluster name "W_1"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := run(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -18,6 +18,11 @@ import (
 	"time"
 
 	"github.com/cert-manager/cert-manager/pkg/controller"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
 	// Each controller registers itself with controller.Known().
@@ -51,6 +56,7 @@ func main() {
 	}
 	clusterResourceNamespace := flag.String("cluster-resource-namespace", "kube-system", "namespace of the secrets ClusterIssuers reference")
 	workers := flag.Int("workers", 5, "workers per controller")
+	leaseNamespace := flag.String("leader-election-namespace", "kube-system", "namespace of the cert-manager-controller Lease, as upstream")
 	flag.Parse()
 	if kubeconfig != nil {
 		kubeconfigPath = kubeconfig.Value.String()
@@ -62,10 +68,49 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, kubeconfigPath, *clusterResourceNamespace, *workers); err != nil {
+	// Upstream holds the Lease kube-system/cert-manager-controller while it
+	// runs; relay-pki install reads it to tell whether cert-manager's
+	// controller is alive, so the test controller holds it too. Durations are
+	// shorter than upstream's so a killed controller is replaced quickly.
+	err := leaderElected(ctx, kubeconfigPath, *leaseNamespace, func(ctx context.Context) error {
+		return run(ctx, kubeconfigPath, *clusterResourceNamespace, *workers)
+	})
+	if err != nil {
 		klog.ErrorS(err, "cert-manager controller failed")
 		os.Exit(1)
 	}
+}
+
+func leaderElected(ctx context.Context, kubeconfig, namespace string, run func(context.Context) error) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("build client: %w", err)
+	}
+	host, _ := os.Hostname()
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: namespace, Name: "cert-manager-controller"},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: fmt.Sprintf("%s_%d", host, os.Getpid())},
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var runErr error
+	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+		Lock: lock, ReleaseOnCancel: true,
+		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				runErr = run(ctx)
+				cancel() // a failed controller gives up the lease
+			},
+			OnStoppedLeading: func() {},
+		},
+	})
+	return runErr
 }
 
 func run(ctx context.Context, kubeconfig, clusterResourceNamespace string, workers int) error {

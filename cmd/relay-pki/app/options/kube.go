@@ -12,6 +12,9 @@ import (
 type Kube struct {
 	Kubeconfig string
 	Context    string
+	// Remote marks the flags of a workload cluster (--remote-kubeconfig,
+	// --remote-context), for error messages.
+	Remote bool
 }
 
 // AddFlags registers --kubeconfig and --context.
@@ -26,6 +29,9 @@ func (o *Kube) RESTConfig() (*rest.Config, error) {
 	rules.ExplicitPath = o.Kubeconfig
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.Context}).ClientConfig()
 	if err != nil {
+		if o.Remote {
+			return nil, fmt.Errorf("workload cluster (--remote-kubeconfig %q --remote-context %q): %w", o.Kubeconfig, o.Context, err)
+		}
 		return nil, fmt.Errorf("management cluster (--kubeconfig %q --context %q): %w", o.Kubeconfig, o.Context, err)
 	}
 	return cfg, nil

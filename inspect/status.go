@@ -1,0 +1,187 @@
+package inspect
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/relay-pki/relay-pki/internal/certinfo"
+	"github.com/relay-pki/relay-pki/internal/certstatus"
+	relaysync "github.com/relay-pki/relay-pki/sync"
+)
+
+// Status is `relay-pki status`: healthy only when every certificate is Ready
+// and chains to the distributed bundle, and every cluster is Synced and
+// holds exactly the management bundle and token.
+type Status struct {
+	Healthy      bool                `json:"healthy"`
+	Certificates []CertificateStatus `json:"certificates"`
+	Clusters     []ClusterStatus     `json:"clusters"`
+	// Problems say why Healthy is false, one per line.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// CertificateStatus is one row of the certificate table.
+type CertificateStatus struct {
+	Name        string     `json:"name"`
+	Secret      string     `json:"secret"`
+	Ready       bool       `json:"ready"`
+	NotAfter    *time.Time `json:"notAfter,omitempty"`
+	RenewalTime *time.Time `json:"renewalTime,omitempty"`
+	Issuer      string     `json:"issuer"`
+	ChainOK     bool       `json:"chainOK"`
+	ChainError  string     `json:"chainError,omitempty"`
+}
+
+// ClusterStatus is one row of the cluster table.
+type ClusterStatus struct {
+	Name         string `json:"name"`
+	Namespace    string `json:"namespace"`
+	State        string `json:"state"`
+	CAMatches    bool   `json:"caMatches"`
+	TokenMatches bool   `json:"tokenMatches"`
+	LastSync     string `json:"lastSync,omitempty"`
+	Message      string `json:"message,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+// StatusOf judges a snapshot.
+func StatusOf(s *Snapshot) Status {
+	st := Status{Certificates: []CertificateStatus{}, Clusters: []ClusterStatus{}}
+	roots, bundleErr := certinfo.ParsePEM(s.Bundle())
+	if s.Bundle() == nil {
+		st.Problems = append(st.Problems, fmt.Sprintf("trust bundle %s/%s is missing", s.Config.Namespace, s.Config.TrustBundle.SecretName))
+	} else if bundleErr != nil {
+		st.Problems = append(st.Problems, fmt.Sprintf("trust bundle %s/%s does not parse: %v", s.Config.Namespace, s.Config.TrustBundle.SecretName, bundleErr))
+	}
+	if len(s.Token()) == 0 {
+		st.Problems = append(st.Problems, fmt.Sprintf("identity token %s/%s is missing", s.Config.Namespace, s.Config.IdentityToken.SecretName))
+	}
+	for _, name := range s.Missing {
+		st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s/%s does not exist (run relay-pki install)", s.Config.Namespace, name))
+	}
+	for _, crt := range s.Certificates {
+		cs := CertificateStatus{
+			Name: crt.Name, Secret: crt.Spec.SecretName, Ready: certstatus.Ready(&crt),
+			Issuer: orDefault(crt.Spec.IssuerRef.Kind, "Issuer") + "/" + crt.Spec.IssuerRef.Name,
+		}
+		if t := crt.Status.NotAfter; t != nil {
+			cs.NotAfter = new(t.UTC())
+		}
+		if t := crt.Status.RenewalTime; t != nil {
+			cs.RenewalTime = new(t.UTC())
+		}
+		switch sec := s.Management[crt.Spec.SecretName]; {
+		case sec == nil:
+			cs.ChainError = "secret missing"
+		case bundleErr != nil:
+			cs.ChainError = "no valid trust bundle"
+		default:
+			if _, err := certinfo.VerifyChain(sec.Data["tls.crt"], roots, s.Taken); err != nil {
+				cs.ChainError = err.Error()
+			} else {
+				cs.ChainOK = true
+			}
+		}
+		if !cs.Ready {
+			phase, reason := certstatus.Phase(&crt)
+			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s is not Ready: %s %s", crt.Name, phase, reason))
+		}
+		if !cs.ChainOK {
+			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s: %s", crt.Name, cs.ChainError))
+		}
+		st.Certificates = append(st.Certificates, cs)
+	}
+
+	bundle, token := digest(s.Bundle()), digest(s.Token())
+	for _, cl := range s.Clusters {
+		cs := ClusterStatus{Name: cl.Name, Namespace: cl.Namespace, State: orDefault(cl.State, "Unknown"), LastSync: cl.SyncedAt, Message: cl.Message}
+		if cl.Err != nil {
+			cs.Error = cl.Err.Error()
+			st.Problems = append(st.Problems, fmt.Sprintf("cluster %s: cannot read it: %v", cl.Name, cl.Err))
+		} else {
+			if sec := cl.Secrets[s.Config.TrustBundle.SecretName]; sec != nil {
+				cs.CAMatches = bundle != "" && digest(sec.Data["ca.crt"]) == bundle
+			}
+			if sec := cl.Secrets[s.Config.IdentityToken.SecretName]; sec != nil {
+				cs.TokenMatches = token != "" && digest(sec.Data[s.Config.IdentityToken.Key]) == token
+			}
+			if !cs.CAMatches {
+				st.Problems = append(st.Problems, fmt.Sprintf("cluster %s: %s/%s ca.crt does not equal the management bundle", cl.Name, cl.Namespace, s.Config.TrustBundle.SecretName))
+			}
+			if !cs.TokenMatches {
+				st.Problems = append(st.Problems, fmt.Sprintf("cluster %s: %s/%s does not hold the management token", cl.Name, cl.Namespace, s.Config.IdentityToken.SecretName))
+			}
+		}
+		if cs.State != string(relaysync.StateSynced) {
+			st.Problems = append(st.Problems, fmt.Sprintf("cluster %s is %s: %s", cl.Name, cs.State, cl.Message))
+		}
+		st.Clusters = append(st.Clusters, cs)
+	}
+	st.Healthy = len(st.Problems) == 0
+	return st
+}
+
+// WriteTable prints the two tables and the problems.
+func (st Status) WriteTable(out io.Writer) error {
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CERTIFICATE\tREADY\tNOT AFTER\tRENEWAL\tISSUER\tCHAIN")
+	for _, c := range st.Certificates {
+		chain := "OK"
+		if !c.ChainOK {
+			chain = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\t%s\t%s\n", c.Name, c.Ready, timeOrDash(c.NotAfter), timeOrDash(c.RenewalTime), c.Issuer, chain)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CLUSTER\tSTATE\tNAMESPACE\tCA.CRT\tTOKEN\tLAST SYNC")
+	for _, c := range st.Clusters {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.State, c.Namespace, match(c.CAMatches, c.Error), match(c.TokenMatches, c.Error), orDefault(c.LastSync, "-"))
+	}
+	if len(st.Clusters) == 0 {
+		fmt.Fprintln(tw, "(no registered clusters)")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if _, err := out.Write(b.Bytes()); err != nil {
+		return err
+	}
+	if st.Healthy {
+		_, err := fmt.Fprintln(out, "\nhealthy")
+		return err
+	}
+	fmt.Fprintf(out, "\nunhealthy: %d problem(s)\n", len(st.Problems))
+	for _, p := range st.Problems {
+		fmt.Fprintln(out, "  -", p)
+	}
+	return nil
+}
+
+func match(ok bool, err string) string {
+	switch {
+	case err != "":
+		return "unknown"
+	case ok:
+		return "matches"
+	default:
+		return "DIFFERS"
+	}
+}
+
+func timeOrDash(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
