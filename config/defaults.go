@@ -21,6 +21,9 @@ const (
 	DefaultIngressPort       = 443
 	DefaultTargetPort        = 9900
 	relayService             = "enterprise-networking"
+	// SecondRootSuffix names the second root slot's Secret: a key rotation
+	// mints the new root beside the current one (relay-root-ca-2, then back).
+	SecondRootSuffix = "-2"
 )
 
 // The seed signs everything for ten years and nothing renews it. The root
@@ -28,10 +31,13 @@ const (
 // harmless); the server and signing certificates are short enough that
 // cert-manager's automatic renewal is exercised every year instead of never.
 var (
-	defaultRootDuration        = 10 * 365 * 24 * time.Hour
-	defaultRootRenewBefore     = 365 * 24 * time.Hour
-	defaultLeafDuration        = 365 * 24 * time.Hour
-	defaultResyncPeriod        = 10 * time.Minute
+	defaultRootDuration    = 10 * 365 * 24 * time.Hour
+	defaultRootRenewBefore = 365 * 24 * time.Hour
+	defaultLeafDuration    = 365 * 24 * time.Hour
+	defaultResyncPeriod    = 10 * time.Minute
+	// A week: agents renew client certificates well within that, and a
+	// rotation has no reason to hurry once both roots are trusted.
+	defaultRotationGrace       = 7 * 24 * time.Hour
 	defaultLeafRenewBefore     = 30 * 24 * time.Hour
 	defaultRootKey             = PrivateKey{Algorithm: RSA, Size: 4096}
 	defaultLeafKey             = PrivateKey{Algorithm: RSA, Size: 2048}
@@ -94,6 +100,13 @@ func SetDefaults(c *Config) {
 	}
 	if c.Sync.ResyncPeriod == nil {
 		c.Sync.ResyncPeriod = &metav1.Duration{Duration: defaultResyncPeriod}
+	}
+
+	if c.Rotation.GracePeriod == nil {
+		c.Rotation.GracePeriod = &metav1.Duration{Duration: defaultRotationGrace}
+	}
+	if c.Rotation.DistributionTimeout == nil {
+		c.Rotation.DistributionTimeout = &metav1.Duration{}
 	}
 
 	in := &c.IstioIngress

@@ -48,6 +48,21 @@ type Config struct {
 	// Sync is how `relay-pki controller` distributes the trust bundle and
 	// token to registered clusters.
 	Sync Sync `json:"sync"`
+
+	// Rotation paces a staged root key rotation (issuer.selfSigned only).
+	Rotation Rotation `json:"rotation"`
+}
+
+// Rotation configures the stages of a root key rotation.
+type Rotation struct {
+	// GracePeriod is how long the old root stays trusted after the server
+	// and signing certificates chain to the new one: long enough for every
+	// agent to renew a client certificate issued under the old chain.
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+	// DistributionTimeout bounds the wait for every cluster to confirm a
+	// bundle; past it the rotation goes on without the clusters that have
+	// not, and names them. 0 waits for as long as it takes.
+	DistributionTimeout *metav1.Duration `json:"distributionTimeout,omitempty"`
 }
 
 // DeletionPolicy says what happens to a cluster's copies when its

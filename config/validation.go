@@ -65,6 +65,7 @@ func Validate(c *Config, fldPath *field.Path) field.ErrorList {
 
 	errs = append(errs, validateTrustSource(c, mode, fldPath.Child("trustBundle", "source"))...)
 	errs = append(errs, validateSync(&c.Sync, fldPath.Child("sync"))...)
+	errs = append(errs, validateRotation(&c.Rotation, fldPath.Child("rotation"))...)
 	errs = append(errs, validateIssuer(&c.Issuer, fldPath.Child("issuer"))...)
 	errs = append(errs, validateIstioIngress(c, fldPath.Child("istioIngress"))...)
 	return errs
@@ -144,6 +145,10 @@ func uniqueSecretNames(c *Config, mode Mode, p *field.Path) field.ErrorList {
 	var all []named
 	if mode == ModeSelfSigned {
 		all = append(all, named{p.Child("root", "secretName"), c.Root.SecretName})
+		if c.Root.SecretName != "" {
+			// The second root slot, used during a key rotation.
+			all = append(all, named{p.Child("root", "secretName"), c.Root.SecretName + SecondRootSuffix})
+		}
 	}
 	all = append(all,
 		named{p.Child("server", "secretName"), c.Server.SecretName},
@@ -193,6 +198,17 @@ func validateSync(s *Sync, p *field.Path) field.ErrorList {
 	}
 	if s.ResyncPeriod != nil && s.ResyncPeriod.Duration < minResyncPeriod {
 		errs = append(errs, field.Invalid(p.Child("resyncPeriod"), s.ResyncPeriod.Duration.String(), "must be at least 1m"))
+	}
+	return errs
+}
+
+func validateRotation(r *Rotation, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if r.GracePeriod != nil && r.GracePeriod.Duration < 0 {
+		errs = append(errs, field.Invalid(p.Child("gracePeriod"), r.GracePeriod.Duration.String(), "must not be negative"))
+	}
+	if r.DistributionTimeout != nil && r.DistributionTimeout.Duration < 0 {
+		errs = append(errs, field.Invalid(p.Child("distributionTimeout"), r.DistributionTimeout.Duration.String(), "must not be negative (0 waits for every cluster)"))
 	}
 	return errs
 }

@@ -41,21 +41,62 @@ const (
 	VaultSigningIssuerName = "relay-vault-signing"
 )
 
+// Slot is one of the two places a self-signed root can live. Outside a
+// rotation only the active slot exists; a key rotation mints the new root in
+// the other slot, so the old root's CA Issuer keeps signing until every
+// cluster trusts both, and the switch is a change of issuerRef.
+type Slot int
+
+// Other is the slot a rotation mints into.
+func (s Slot) Other() Slot { return 1 - s }
+
+// SlotNames are the Certificate, Secret and CA Issuer of a root slot. Slot 0
+// keeps the names relay-pki has always used.
+type SlotNames struct{ Certificate, Secret, Issuer string }
+
+// RootSlot names the objects of slot s.
+func RootSlot(c *config.Config, s Slot) SlotNames {
+	if s == 0 {
+		return SlotNames{RootCertificateName, c.Root.SecretName, RootIssuerName}
+	}
+	return SlotNames{RootCertificateName + config.SecondRootSuffix, c.Root.SecretName + config.SecondRootSuffix, RootIssuerName + config.SecondRootSuffix}
+}
+
+// Roots says which root slots exist and which one signs the server and
+// signing certificates.
+type Roots struct {
+	Slots  []Slot
+	Signer Slot
+}
+
+// SteadyRoots is the one-root layout outside a rotation.
+func SteadyRoots(active Slot) Roots { return Roots{Slots: []Slot{active}, Signer: active} }
+
 // Build returns every object of the relay PKI for c, in the order they can be
 // applied: issuers before the certificates that reference them. c must have
 // been defaulted and validated (config.Complete).
-func Build(c *config.Config) []client.Object {
+func Build(c *config.Config) []client.Object { return BuildWithRoots(c, SteadyRoots(0)) }
+
+// BuildWithRoots is Build with the root slots of a rotation (selfSigned mode;
+// other modes ignore roots).
+func BuildWithRoots(c *config.Config, roots Roots) []client.Object {
 	var objs []client.Object
 	var serverRef, signingRef cmmeta.IssuerReference
 
 	switch c.Issuer.Mode() {
 	case config.ModeSelfSigned:
-		objs = append(objs,
-			newIssuer(c, SelfSignedIssuerName, RoleRoot, cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}),
-			newCertificate(c, RootCertificateName, RoleRoot, &c.Root, localIssuer(SelfSignedIssuerName)),
-			newIssuer(c, RootIssuerName, RoleRoot, cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: c.Root.SecretName}}),
-		)
-		serverRef, signingRef = localIssuer(RootIssuerName), localIssuer(RootIssuerName)
+		objs = append(objs, newIssuer(c, SelfSignedIssuerName, RoleRoot, cmapi.IssuerConfig{SelfSigned: &cmapi.SelfSignedIssuer{}}))
+		for _, slot := range roots.Slots {
+			n := RootSlot(c, slot)
+			root := c.Root
+			root.SecretName = n.Secret
+			objs = append(objs,
+				newCertificate(c, n.Certificate, RoleRoot, &root, localIssuer(SelfSignedIssuerName)),
+				newIssuer(c, n.Issuer, RoleRoot, cmapi.IssuerConfig{CA: &cmapi.CAIssuer{SecretName: n.Secret}}),
+			)
+		}
+		signer := localIssuer(RootSlot(c, roots.Signer).Issuer)
+		serverRef, signingRef = signer, signer
 	case config.ModeIssuerRef:
 		r := c.Issuer.IssuerRef
 		serverRef = cmmeta.IssuerReference{Name: r.Name, Kind: r.Kind, Group: r.Group}

@@ -323,3 +323,53 @@ func TestIstioIngressIsTheSeedsPassthrough(t *testing.T) {
 		t.Errorf("virtual service tls route (-want +got):\n%s", diff)
 	}
 }
+
+func TestRotationRootsAddTheSecondSlotAndMoveTheSigner(t *testing.T) {
+	t.Parallel()
+	c := cfg(t)
+	tests := map[string]struct {
+		roots      issuer.Roots
+		wantCerts  []string
+		wantSigner string
+	}{
+		"outside a rotation only slot 0 exists and signs": {
+			roots: issuer.SteadyRoots(0), wantCerts: []string{"relay-root/relay-root-ca", "relay-server-tls/relay-server-tls-secret", "relay-tls-signing/relay-tls-signing-secret"}, wantSigner: "relay-root-ca",
+		},
+		"while the new root is distributed, the old one still signs": {
+			roots:      issuer.Roots{Slots: []issuer.Slot{0, 1}, Signer: 0},
+			wantCerts:  []string{"relay-root/relay-root-ca", "relay-root-2/relay-root-ca-2", "relay-server-tls/relay-server-tls-secret", "relay-tls-signing/relay-tls-signing-secret"},
+			wantSigner: "relay-root-ca",
+		},
+		"after the switch, the new root signs": {
+			roots:      issuer.Roots{Slots: []issuer.Slot{0, 1}, Signer: 1},
+			wantCerts:  []string{"relay-root/relay-root-ca", "relay-root-2/relay-root-ca-2", "relay-server-tls/relay-server-tls-secret", "relay-tls-signing/relay-tls-signing-secret"},
+			wantSigner: "relay-root-ca-2",
+		},
+		"after the old root is retired, slot 1 stands alone": {
+			roots: issuer.SteadyRoots(1), wantCerts: []string{"relay-root-2/relay-root-ca-2", "relay-server-tls/relay-server-tls-secret", "relay-tls-signing/relay-tls-signing-secret"}, wantSigner: "relay-root-ca-2",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var certs []string
+			for _, o := range issuer.BuildWithRoots(c, tc.roots) {
+				crt, ok := o.(*cmapi.Certificate)
+				if !ok {
+					continue
+				}
+				certs = append(certs, crt.Name+"/"+crt.Spec.SecretName)
+				if crt.Name == issuer.ServerCertificateName || crt.Name == issuer.SigningCertificateName {
+					if crt.Spec.IssuerRef.Name != tc.wantSigner {
+						t.Errorf("%s is signed by %s, want %s", crt.Name, crt.Spec.IssuerRef.Name, tc.wantSigner)
+					}
+				} else if crt.Spec.PrivateKey.RotationPolicy != cmapi.RotationPolicyNever || !crt.Spec.IsCA {
+					t.Errorf("root %s is not a CA keeping its key", crt.Name)
+				}
+			}
+			if diff := cmp.Diff(tc.wantCerts, certs); diff != "" {
+				t.Errorf("certificates (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
