@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/relay-pki/relay-pki/config"
+	"github.com/relay-pki/relay-pki/issuer"
 	relaysync "github.com/relay-pki/relay-pki/sync"
 )
 
@@ -99,7 +100,7 @@ func healthy(t *testing.T, p pki) *Snapshot {
 	token := []byte("0123456789012345678901234567890123456789abc")
 	bundle := map[string][]byte{"ca.crt": p.root.certPEM}
 	return &Snapshot{
-		Config: cfg, Taken: now,
+		Config: cfg, Taken: now, Roots: issuer.SteadyRoots(0),
 		Certificates: []cmapi.Certificate{
 			readyCert("relay-root", cfg.Root.SecretName),
 			readyCert("relay-server-tls", cfg.Server.SecretName),

@@ -25,6 +25,7 @@ import (
 
 	"github.com/relay-pki/relay-pki/config"
 	"github.com/relay-pki/relay-pki/issuer"
+	"github.com/relay-pki/relay-pki/rotate"
 	relaysync "github.com/relay-pki/relay-pki/sync"
 	"github.com/relay-pki/relay-pki/sync/remote"
 )
@@ -51,6 +52,10 @@ type Snapshot struct {
 	// absent).
 	Management map[string]*corev1.Secret
 	Clusters   []Cluster
+	// Rotation is the root rotation's state (Idle outside one); Roots the
+	// root slots it keeps.
+	Rotation rotate.Status
+	Roots    issuer.Roots
 }
 
 // Cluster is one registration and what its workload cluster holds.
@@ -71,8 +76,15 @@ type Cluster struct {
 // ones relay-pki has.
 func Take(ctx context.Context, c client.Reader, o Options) (*Snapshot, error) {
 	cfg := o.Config
-	s := &Snapshot{Config: cfg, Taken: time.Now(), Management: map[string]*corev1.Secret{}}
-	for _, obj := range issuer.Build(cfg) {
+	s := &Snapshot{Config: cfg, Taken: time.Now(), Management: map[string]*corev1.Secret{}, Roots: issuer.SteadyRoots(0)}
+	if cfg.Issuer.Mode() == config.ModeSelfSigned {
+		st, err := rotate.Read(ctx, c, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.Rotation, s.Roots = st, st.Roots()
+	}
+	for _, obj := range issuer.BuildWithRoots(cfg, s.Roots) {
 		if _, ok := obj.(*cmapi.Certificate); !ok {
 			continue
 		}
@@ -87,7 +99,7 @@ func Take(ctx context.Context, c client.Reader, o Options) (*Snapshot, error) {
 			s.Certificates = append(s.Certificates, crt)
 		}
 	}
-	for _, name := range ManagementSecrets(cfg) {
+	for _, name := range ManagementSecrets(cfg, s.Roots) {
 		var sec corev1.Secret
 		err := c.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: name}, &sec)
 		switch {
@@ -123,11 +135,15 @@ func Take(ctx context.Context, c client.Reader, o Options) (*Snapshot, error) {
 }
 
 // ManagementSecrets are the seed's secrets in the management cluster (the
-// root's only with a self-signed root).
-func ManagementSecrets(cfg *config.Config) []string {
+// roots' only with a self-signed root: one per slot the rotation keeps).
+func ManagementSecrets(cfg *config.Config, roots issuer.Roots) []string {
 	names := []string{cfg.Server.SecretName, cfg.Signing.SecretName, cfg.TrustBundle.SecretName, cfg.IdentityToken.SecretName}
 	if cfg.Issuer.Mode() == config.ModeSelfSigned {
-		names = append([]string{cfg.Root.SecretName}, names...)
+		var rootSecrets []string
+		for _, slot := range roots.Slots {
+			rootSecrets = append(rootSecrets, issuer.RootSlot(cfg, slot).Secret)
+		}
+		names = append(rootSecrets, names...)
 	}
 	return names
 }

@@ -19,6 +19,7 @@ type Status struct {
 	Healthy      bool                `json:"healthy"`
 	Certificates []CertificateStatus `json:"certificates"`
 	Clusters     []ClusterStatus     `json:"clusters"`
+	Rotation     RotationStatus      `json:"rotation"`
 	// Problems say why Healthy is false, one per line.
 	Problems []string `json:"problems,omitempty"`
 }
@@ -33,6 +34,16 @@ type CertificateStatus struct {
 	Issuer      string     `json:"issuer"`
 	ChainOK     bool       `json:"chainOK"`
 	ChainError  string     `json:"chainError,omitempty"`
+}
+
+// RotationStatus is where a root rotation stands.
+type RotationStatus struct {
+	Phase      string   `json:"phase"`
+	ActiveSlot int      `json:"activeSlot"`
+	Since      string   `json:"since,omitempty"`
+	GraceUntil string   `json:"graceUntil,omitempty"`
+	WaitingFor []string `json:"waitingFor,omitempty"`
+	Message    string   `json:"message,omitempty"`
 }
 
 // ClusterStatus is one row of the cluster table.
@@ -50,6 +61,17 @@ type ClusterStatus struct {
 // StatusOf judges a snapshot.
 func StatusOf(s *Snapshot) Status {
 	st := Status{Certificates: []CertificateStatus{}, Clusters: []ClusterStatus{}}
+	r := s.Rotation
+	st.Rotation = RotationStatus{Phase: string(r.Phase), ActiveSlot: int(r.Active), WaitingFor: r.WaitingFor, Message: r.Message}
+	if st.Rotation.Phase == "" {
+		st.Rotation.Phase = "Idle"
+	}
+	if !r.PhaseSince.IsZero() {
+		st.Rotation.Since = r.PhaseSince.UTC().Format(time.RFC3339)
+	}
+	if !r.GraceUntil.IsZero() {
+		st.Rotation.GraceUntil = r.GraceUntil.UTC().Format(time.RFC3339)
+	}
 	roots, bundleErr := certinfo.ParsePEM(s.Bundle())
 	if s.Bundle() == nil {
 		st.Problems = append(st.Problems, fmt.Sprintf("trust bundle %s/%s is missing", s.Config.Namespace, s.Config.TrustBundle.SecretName))
@@ -148,6 +170,20 @@ func (st Status) WriteTable(out io.Writer) error {
 		return err
 	}
 	if _, err := out.Write(b.Bytes()); err != nil {
+		return err
+	}
+	rot := st.Rotation
+	line := fmt.Sprintf("\nroot rotation: %s (active root slot %d)", rot.Phase, rot.ActiveSlot)
+	if rot.Since != "" && rot.Phase != "Idle" {
+		line += " since " + rot.Since
+	}
+	if rot.GraceUntil != "" && rot.Phase == "Grace" {
+		line += ", old root trusted until " + rot.GraceUntil
+	}
+	if rot.Message != "" {
+		line += ": " + rot.Message
+	}
+	if _, err := fmt.Fprintln(out, line); err != nil {
 		return err
 	}
 	if st.Healthy {

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/relay-pki/relay-pki/internal/certinfo"
+	"github.com/relay-pki/relay-pki/issuer"
 )
 
 // Severity of a finding.
@@ -151,9 +152,12 @@ func (v *verifier) management() {
 	}
 
 	if cfg.Issuer.Mode() == "selfSigned" {
-		rootName := v.obj(ns, cfg.Root.SecretName)
-		if leaf := v.leaf(m, rootName, v.s.Management[cfg.Root.SecretName], true); leaf != nil && !leaf.IsCA {
-			v.add(Error, m, rootName, "the relay root is not a CA certificate")
+		for _, slot := range v.s.Roots.Slots {
+			secret := issuer.RootSlot(cfg, slot).Secret
+			rootName := v.obj(ns, secret)
+			if leaf := v.leaf(m, rootName, v.s.Management[secret], true); leaf != nil && !leaf.IsCA {
+				v.add(Error, m, rootName, "the relay root is not a CA certificate")
+			}
 		}
 	}
 

@@ -47,9 +47,10 @@ func (a Applied) String() string {
 
 // Apply server-side applies the relay namespace and every object of the
 // relay PKI with relay-pki's field manager (the controller's, so the two never
-// fight). It tells created, configured and unchanged apart by resourceVersion:
+// fight), with the root slots of the current rotation stage, so that
+// re-running install after a rotation keeps the new root. It tells created, configured and unchanged apart by resourceVersion:
 // applying the same configuration twice changes nothing.
-func Apply(ctx context.Context, c client.Client, cfg *config.Config) ([]Applied, error) {
+func Apply(ctx context.Context, c client.Client, cfg *config.Config, roots issuer.Roots) ([]Applied, error) {
 	var out []Applied
 	ns := corev1ac.Namespace(cfg.Namespace)
 	before, err := resourceVersion(ctx, c, "v1", "Namespace", "", cfg.Namespace)
@@ -61,7 +62,7 @@ func Apply(ctx context.Context, c client.Client, cfg *config.Config) ([]Applied,
 	}
 	out = append(out, Applied{Kind: "Namespace", Name: cfg.Namespace, Result: result(before, "same")})
 
-	objs, err := manifest.CleanAll(issuer.Build(cfg))
+	objs, err := manifest.CleanAll(issuer.BuildWithRoots(cfg, roots))
 	if err != nil {
 		return nil, err
 	}
@@ -109,9 +110,9 @@ func resourceVersion(ctx context.Context, c client.Reader, apiVersion, kind, ns,
 }
 
 // CertificateNames lists the relay PKI's Certificates in apply order.
-func CertificateNames(cfg *config.Config) []string {
+func CertificateNames(cfg *config.Config, roots issuer.Roots) []string {
 	var names []string
-	for _, o := range issuer.Build(cfg) {
+	for _, o := range issuer.BuildWithRoots(cfg, roots) {
 		if _, ok := o.(*cmapi.Certificate); ok {
 			names = append(names, o.GetName())
 		}

@@ -138,7 +138,7 @@ func (r *ClusterReconciler) sync(ctx context.Context, reg *corev1.Secret, cluste
 		}
 	}
 
-	res := result{state: StateSynced, caHash: sha256Hex(want.trust["ca.crt"]), after: r.Config.Sync.ResyncPeriod.Duration}
+	res := result{state: StateSynced, after: r.Config.Sync.ResyncPeriod.Duration}
 	var conflicts []string
 	for _, s := range []struct {
 		name string
@@ -148,12 +148,15 @@ func (r *ClusterReconciler) sync(ctx context.Context, reg *corev1.Secret, cluste
 		{names[0], RoleTrust, want.trust},
 		{names[1], RoleToken, want.token},
 	} {
-		wrote, err := r.syncSecret(ctx, cl, s.name, s.role, s.data)
+		stored, wrote, err := r.syncSecret(ctx, cl, s.name, s.role, s.data)
 		switch {
 		case errors.Is(err, errConflict):
 			conflicts = append(conflicts, s.name)
 		case err != nil:
 			return r.failure(ctx, reg.Name, cluster, err)
+		}
+		if s.role == RoleTrust && stored != nil {
+			res.caHash = sha256Hex(stored["ca.crt"])
 		}
 		res.wrote = res.wrote || wrote
 	}
@@ -176,18 +179,22 @@ var errConflict = errors.New("unmanaged secret in the way")
 
 // syncSecret makes one remote Secret hold exactly data. It writes nothing
 // when the cached copy already does.
-func (r *ClusterReconciler) syncSecret(ctx context.Context, cl *remote.Cluster, name string, role issuer.Role, data map[string][]byte) (bool, error) {
+//
+// It returns the data the cluster holds afterwards, as its apiserver
+// reported it (the cached copy, or the write's response): that, not what
+// was sent, is what a rotation's confirmation gate relies on.
+func (r *ClusterReconciler) syncSecret(ctx context.Context, cl *remote.Cluster, name string, role issuer.Role, data map[string][]byte) (map[string][]byte, bool, error) {
 	hash := contentHash(data)
 	live, err := cl.Cached(name)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if live != nil {
 		if !isManaged(live) && !r.Config.Sync.AdoptExisting {
-			return false, errConflict
+			return nil, false, errConflict
 		}
 		if isManaged(live) && live.Annotations[ContentHashAnnotation] == hash && contentHash(live.Data) == hash && live.Labels[issuer.RoleLabel] == string(role) {
-			return false, nil
+			return live.Data, false, nil
 		}
 		if !sameKeys(live.Data, data) || !isManaged(live) {
 			// Apply cannot remove keys another writer added (or that an
@@ -203,11 +210,12 @@ func (r *ClusterReconciler) syncSecret(ctx context.Context, cl *remote.Cluster, 
 				upd.Annotations = map[string]string{}
 			}
 			upd.Annotations[ContentHashAnnotation] = hash
-			if _, err := cl.Secrets.Update(ctx, upd, metav1.UpdateOptions{FieldManager: ssa.FieldManager}); err != nil {
-				return false, fmt.Errorf("replace Secret %s/%s: %w", cl.Namespace, name, err)
+			stored, err := cl.Secrets.Update(ctx, upd, metav1.UpdateOptions{FieldManager: ssa.FieldManager})
+			if err != nil {
+				return nil, false, fmt.Errorf("replace Secret %s/%s: %w", cl.Namespace, name, err)
 			}
 			logf.FromContext(ctx).Info("replaced remote secret", "secret", name, "adopted", !isManaged(live))
-			return true, nil
+			return stored.Data, true, nil
 		}
 	}
 	ac := corev1ac.Secret(name, cl.Namespace).
@@ -216,20 +224,20 @@ func (r *ClusterReconciler) syncSecret(ctx context.Context, cl *remote.Cluster, 
 		WithType(corev1.SecretTypeOpaque).
 		WithData(data)
 	opts := metav1.ApplyOptions{FieldManager: ssa.FieldManager, Force: true}
-	_, err = cl.Secrets.Apply(ctx, ac, opts)
+	stored, err := cl.Secrets.Apply(ctx, ac, opts)
 	if apierrors.IsNotFound(err) && *r.Config.Sync.CreateNamespace {
 		// Namespace missing: create it and try once more. Doing it here
 		// costs nothing in the steady state.
 		_, nsErr := cl.Namespaces.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cl.Namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "relay-pki"}}}, metav1.CreateOptions{FieldManager: ssa.FieldManager})
 		if nsErr != nil && !apierrors.IsAlreadyExists(nsErr) {
-			return false, fmt.Errorf("create namespace %s: %w", cl.Namespace, nsErr)
+			return nil, false, fmt.Errorf("create namespace %s: %w", cl.Namespace, nsErr)
 		}
-		_, err = cl.Secrets.Apply(ctx, ac, opts)
+		stored, err = cl.Secrets.Apply(ctx, ac, opts)
 	}
 	if err != nil {
-		return false, fmt.Errorf("apply Secret %s/%s: %w", cl.Namespace, name, err)
+		return nil, false, fmt.Errorf("apply Secret %s/%s: %w", cl.Namespace, name, err)
 	}
-	return true, nil
+	return stored.Data, true, nil
 }
 
 // desired reads what clusters must hold from the management cluster. The

@@ -2,6 +2,8 @@ package sync
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/relay-pki/relay-pki/sync/rotation"
 )
 
 // Metrics are relay-pki's Prometheus series. Per-cluster series are deleted
@@ -14,6 +16,8 @@ type Metrics struct {
 	notAfter        *prometheus.GaugeVec
 	bundleValid     prometheus.Gauge
 	clustersByState *prometheus.GaugeVec
+	rotationPhase   *prometheus.GaugeVec
+	rotationWaiting prometheus.Gauge
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -46,8 +50,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "relay_pki_clusters",
 			Help: "Registered clusters by sync state.",
 		}, []string{"state"}),
+		rotationPhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "relay_pki_rotation_phase",
+			Help: "1 for the current phase of the root rotation (Idle outside one), 0 for the others.",
+		}, []string{"phase"}),
+		rotationWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "relay_pki_rotation_waiting_clusters",
+			Help: "Clusters a root rotation is waiting for to confirm the bundle of its stage.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.clusterSynced, m.syncErrors, m.syncDuration, m.notAfter, m.bundleValid, m.clustersByState} {
+	for _, c := range []prometheus.Collector{m.clusterSynced, m.syncErrors, m.syncDuration, m.notAfter, m.bundleValid, m.clustersByState, m.rotationPhase, m.rotationWaiting} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -58,4 +70,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 func (m *Metrics) forgetCluster(cluster string) {
 	m.clusterSynced.DeleteLabelValues(cluster)
 	m.syncErrors.DeletePartialMatch(prometheus.Labels{"cluster": cluster})
+}
+
+func (m *Metrics) observeRotation(phase rotation.Phase, waiting int) {
+	for _, p := range rotation.Phases {
+		v := 0.0
+		if p == phase {
+			v = 1
+		}
+		m.rotationPhase.WithLabelValues(string(p)).Set(v)
+	}
+	m.rotationWaiting.Set(float64(waiting))
 }

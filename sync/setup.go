@@ -67,9 +67,13 @@ func CacheOptions(o Options) cache.Options {
 		byObject[&cmapi.Certificate{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Config.Namespace: {}}, Label: managed}
 		byObject[&cmapi.Issuer{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Config.Namespace: {}}, Label: managed}
 	}
+	// ConfigMaps: the rotation state and requests (labelled), and a
+	// ConfigMap trust source when one is configured (the user's, unlabelled).
+	cmConfig := cache.Config{LabelSelector: managed}
 	if src := o.Config.TrustBundle.Source; src != nil && src.ConfigMapRef != nil {
-		byObject[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Config.Namespace: {}}}
+		cmConfig = cache.Config{}
 	}
+	byObject[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Config.Namespace: cmConfig}}
 	return cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
 }
 
@@ -101,7 +105,10 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	c := o.Config
 
 	// Source: one key; anything in the relay namespace may change it.
-	src := &SourceReconciler{Client: mgr.GetClient(), Config: c, ManageIssuers: o.ManageIssuers, Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, Rand: rand.Reader}
+	src := &SourceReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: c, ManageIssuers: o.ManageIssuers, RegistrationNamespace: o.RegistrationNamespace,
+		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, Rand: rand.Reader,
+	}
 	sourceKey := reconcile.Request{NamespacedName: client.ObjectKey{Namespace: c.Namespace, Name: "relay-pki-source"}}
 	toSource := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{sourceKey} })
 	inRelayNamespace := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == c.Namespace })
@@ -114,8 +121,14 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if o.ManageIssuers {
 		b = b.Watches(&cmapi.Certificate{}, toSource).Watches(&cmapi.Issuer{}, toSource)
 	}
-	if s := c.TrustBundle.Source; s != nil && s.ConfigMapRef != nil {
-		b = b.Watches(&corev1.ConfigMap{}, toSource, builder.WithPredicates(inRelayNamespace))
+	// The rotation state and requests, or a ConfigMap trust source.
+	b = b.Watches(&corev1.ConfigMap{}, toSource, builder.WithPredicates(inRelayNamespace))
+	// A rotation waits for every registration to confirm the bundle.
+	if c.Issuer.Mode() == config.ModeSelfSigned {
+		b = b.Watches(&corev1.Secret{}, toSource, builder.WithPredicates(predicate.NewPredicateFuncs(func(obj client.Object) bool {
+			_, ok := obj.GetLabels()[ClusterLabel]
+			return obj.GetNamespace() == o.RegistrationNamespace && ok
+		})))
 	}
 	if err := b.Complete(src); err != nil {
 		return fmt.Errorf("set up source controller: %w", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/relay-pki/relay-pki/internal/ssa"
 	"github.com/relay-pki/relay-pki/issuer"
 	"github.com/relay-pki/relay-pki/manifest"
+	"github.com/relay-pki/relay-pki/sync/rotation"
 	"github.com/relay-pki/relay-pki/sync/trust"
 )
 
@@ -47,6 +48,13 @@ type SourceReconciler struct {
 	Clock         clock.PassiveClock
 	Rand          io.Reader
 
+	// RegistrationNamespace holds the registrations whose confirmations
+	// gate a root rotation.
+	RegistrationNamespace string
+	// APIReader reads the rotation state past the cache, so a decision is
+	// never taken on a stale stage.
+	APIReader client.Reader
+
 	mu          stdsync.Mutex
 	lastProblem string
 	lastWarned  string
@@ -56,24 +64,49 @@ type SourceReconciler struct {
 // every change in the namespace leads here.
 func (r *SourceReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	var errs []error
+	requeue := r.Config.Sync.ResyncPeriod.Duration
+	roots := issuer.SteadyRoots(0)
+	var plan *rotation.Plan
+	if rotationActive(r.Config) {
+		p, err := r.planRotation(ctx)
+		if err != nil {
+			// Without the stage, which root signs is unknown: touch neither
+			// the issuers nor the bundle until it can be read.
+			return ctrl.Result{}, err
+		}
+		plan, roots = p, p.Roots
+		if p.RequeueAfter > 0 && p.RequeueAfter < requeue {
+			requeue = p.RequeueAfter
+		}
+	}
 	if r.ManageIssuers {
-		if err := r.applyIssuers(ctx); err != nil {
+		if err := r.applyIssuers(ctx, roots); err != nil {
 			errs = append(errs, err)
+		}
+		if plan != nil && plan.Delete != nil {
+			if err := r.retireSlot(ctx, *plan.Delete); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if plan != nil && plan.Reissue {
+			if err := r.reissueLeaves(ctx); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if err := r.ensureToken(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.publishBundle(ctx); err != nil {
+	if err := r.publishBundle(ctx, plan); err != nil {
 		errs = append(errs, err)
 	}
-	return ctrl.Result{RequeueAfter: r.Config.Sync.ResyncPeriod.Duration}, errors.Join(errs...)
+	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }
 
 // applyIssuers applies the rendered cert-manager objects that differ from
 // what the cluster holds; an unchanged object costs no request.
-func (r *SourceReconciler) applyIssuers(ctx context.Context) error {
-	for _, obj := range issuer.Build(r.Config) {
+func (r *SourceReconciler) applyIssuers(ctx context.Context, roots issuer.Roots) error {
+	for _, obj := range issuer.BuildWithRoots(r.Config, roots) {
 		var live client.Object
 		switch obj.(type) {
 		case *cmapi.Issuer:
@@ -146,7 +179,7 @@ func (r *SourceReconciler) ensureToken(ctx context.Context) error {
 // publishBundle verifies the trust source against the server and signing
 // certificates and publishes it. On any failure it publishes nothing, so
 // every cluster keeps the last good bundle, and says why.
-func (r *SourceReconciler) publishBundle(ctx context.Context) error {
+func (r *SourceReconciler) publishBundle(ctx context.Context, plan *rotation.Plan) error {
 	c := r.Config
 	server, err := r.secret(ctx, c.Server.SecretName)
 	if err != nil {
@@ -156,7 +189,7 @@ func (r *SourceReconciler) publishBundle(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	source, sourceObj, err := r.trustSource(ctx, server)
+	source, sourceObj, err := r.trustSource(ctx, server, plan)
 	if err != nil {
 		return err
 	}
@@ -214,14 +247,24 @@ func (r *SourceReconciler) publishBundle(ctx context.Context) error {
 }
 
 // trustSource returns the PEM agents must trust and the object it came from.
-func (r *SourceReconciler) trustSource(ctx context.Context, server *corev1.Secret) ([]byte, client.Object, error) {
+func (r *SourceReconciler) trustSource(ctx context.Context, server *corev1.Secret, plan *rotation.Plan) ([]byte, client.Object, error) {
 	c := r.Config
 	if c.Issuer.Mode() == config.ModeSelfSigned {
-		root, err := r.secret(ctx, c.Root.SecretName)
-		if err != nil || root == nil {
-			return nil, nil, err
+		// The rotation stage decides which roots are trusted; outside a
+		// rotation that is the active slot's root certificate.
+		if plan == nil {
+			return nil, nil, nil
 		}
-		return root.Data["tls.crt"], root, nil
+		root, err := r.secret(ctx, issuer.RootSlot(c, plan.State.Active).Secret)
+		if err != nil || root == nil {
+			return plan.Bundle, nil, err
+		}
+		if plan.Bundle == nil {
+			// The root's certificate does not parse: hand it to the
+			// verifier, which says why nothing is published.
+			return root.Data["tls.crt"], root, nil
+		}
+		return plan.Bundle, root, nil
 	}
 	src := c.TrustBundle.Source
 	switch {

@@ -74,3 +74,6 @@ func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
+
+// ContentHash is the content hash relay-pki stores in ContentHashAnnotation.
+func ContentHash(data map[string][]byte) string { return contentHash(data) }

@@ -137,33 +137,37 @@ func TestRBACGrantsOnlyWhatTheControllerUses(t *testing.T) {
 		relayNS   string
 		wantRelay map[string]string
 	}{
-		"by default: the relay secrets, the cert-manager objects it applies, events": {
+		"by default: the relay secrets, the rotation state, the cert-manager objects it applies, events": {
 			relayNS: "gloo-mesh",
 			wantRelay: map[string]string{
-				"/secrets":                     "create,get,list,patch,update,watch",
-				"cert-manager.io/certificates": "create,get,list,patch,update,watch",
-				"cert-manager.io/issuers":      "create,get,list,patch,update,watch",
-				"/events":                      "create,patch",
-				"events.k8s.io/events":         "create,patch",
+				"/secrets":                            "create,delete,get,list,patch,update,watch",
+				"/configmaps":                         "create,get,list,patch,update,watch",
+				"cert-manager.io/certificates":        "create,delete,get,list,patch,update,watch",
+				"cert-manager.io/issuers":             "create,delete,get,list,patch,update,watch",
+				"cert-manager.io/certificates/status": "patch,update",
+				"/events":                             "create,patch",
+				"events.k8s.io/events":                "create,patch",
 			},
 		},
 		"with manageIssuers false: no access to cert-manager's objects": {
 			values:  "manageIssuers: false",
 			relayNS: "gloo-mesh",
 			wantRelay: map[string]string{
-				"/secrets": "create,get,list,patch,update,watch", "/events": "create,patch", "events.k8s.io/events": "create,patch",
+				"/secrets": "create,delete,get,list,patch,update,watch", "/configmaps": "create,get,list,patch,update,watch",
+				"/events": "create,patch", "events.k8s.io/events": "create,patch",
 			},
 		},
-		"with a ConfigMap trust source in another namespace: read ConfigMaps there": {
+		"with another relay namespace: the same rules there": {
 			values:  "config: {namespace: relay, issuer: {issuerRef: {name: corp}}, trustBundle: {source: {configMapRef: {name: roots, key: ca.crt}}}}",
 			relayNS: "relay",
 			wantRelay: map[string]string{
-				"/secrets":                     "create,get,list,patch,update,watch",
-				"cert-manager.io/certificates": "create,get,list,patch,update,watch",
-				"cert-manager.io/issuers":      "create,get,list,patch,update,watch",
-				"/configmaps":                  "get,list,watch",
-				"/events":                      "create,patch",
-				"events.k8s.io/events":         "create,patch",
+				"/secrets":                            "create,delete,get,list,patch,update,watch",
+				"/configmaps":                         "create,get,list,patch,update,watch",
+				"cert-manager.io/certificates":        "create,delete,get,list,patch,update,watch",
+				"cert-manager.io/issuers":             "create,delete,get,list,patch,update,watch",
+				"cert-manager.io/certificates/status": "patch,update",
+				"/events":                             "create,patch",
+				"events.k8s.io/events":                "create,patch",
 			},
 		},
 	}

@@ -189,12 +189,28 @@ func Next(s State, o Observed) Plan {
 }
 
 func step(s State, o Observed) Plan {
+	p := stepPhase(s, o)
+	p.Roots = p.State.Roots()
+	return p
+}
+
+// Roots are the root slots a phase keeps and the one that signs.
+func (s State) Roots() issuer.Roots {
+	switch s.Phase {
+	case Minting, Distributing:
+		return rotatingRoots(s, false)
+	case Switching, Grace:
+		return rotatingRoots(s, true)
+	}
+	return issuer.SteadyRoots(s.Active)
+}
+
+func stepPhase(s State, o Observed) Plan {
 	next := s.Active.Other()
 	p := Plan{State: s}
 	switch s.Phase {
 	case Idle:
 		cur := o.SlotRoots[s.Active]
-		p.Roots = issuer.SteadyRoots(s.Active)
 		if cur != nil {
 			p.Bundle = encode(cur)
 		}
@@ -215,7 +231,6 @@ func step(s State, o Observed) Plan {
 			p.Events = append(p.Events, Event{true, "RotationDetected", "the root was re-issued with a new key outside a staged rotation: publishing old and new roots together before the server and signing certificates are re-issued"})
 		}
 	case Minting:
-		p.Roots = issuer.Roots{Slots: []issuer.Slot{s.Active, next}, Signer: s.Active}
 		p.Bundle = s.OldRoots
 		if aborted(&p, o) {
 			return p
@@ -230,18 +245,15 @@ func step(s State, o Observed) Plan {
 			p.RequeueAfter = gateRecheck
 		}
 	case Distributing:
-		p.Roots = rotatingRoots(s, false)
 		p.Bundle = union(s.OldRoots, s.NewRoot)
 		if aborted(&p, o) {
 			return p
 		}
 		if gate(&p, o, "old and new roots") {
 			p.State.Phase = Switching
-			p.Roots = rotatingRoots(p.State, true)
 			p.Events = append(p.Events, Event{false, "BundleDistributed", "every cluster holds old and new roots: switching the server and signing certificates to the new root"})
 		}
 	case Switching:
-		p.Roots = rotatingRoots(s, true)
 		p.Bundle = union(s.OldRoots, s.NewRoot)
 		newRoot, _ := certinfo.ParsePEM(s.NewRoot)
 		onNew := o.LeavesReady && chainsTo(o.ServerChain, newRoot, o.Now) && chainsTo(o.SigningChain, newRoot, o.Now)
@@ -260,7 +272,6 @@ func step(s State, o Observed) Plan {
 		p.State.GraceUntil = o.Now.Add(o.GracePeriod)
 		p.Events = append(p.Events, Event{false, "SigningSwitched", fmt.Sprintf("server and signing certificates chain to the new root; the old root stays trusted until %s", p.State.GraceUntil.UTC().Format(time.RFC3339))})
 	case Grace:
-		p.Roots = rotatingRoots(s, true)
 		p.Bundle = union(s.OldRoots, s.NewRoot)
 		if abortRequested(s, o) {
 			p.State.HandledAbort = o.Request.AbortID
@@ -274,11 +285,9 @@ func step(s State, o Observed) Plan {
 		if !s.Detected {
 			p.State.Active = next
 		}
-		p.Roots = issuer.SteadyRoots(p.State.Active)
 		p.Bundle = s.NewRoot
 		p.Events = append(p.Events, Event{false, "RetiringOldRoot", "grace period over: publishing the new root alone"})
 	case Retiring:
-		p.Roots = issuer.SteadyRoots(s.Active)
 		p.Bundle = s.NewRoot
 		if !s.Detected {
 			old := s.Active.Other()
@@ -289,7 +298,6 @@ func step(s State, o Observed) Plan {
 			p.Events = append(p.Events, Event{false, "RotationComplete", "every cluster trusts only the new root"})
 		}
 	case Aborting:
-		p.Roots = issuer.SteadyRoots(s.Active)
 		p.Bundle = s.OldRoots
 		if !s.Detected {
 			p.Delete = &next
@@ -300,7 +308,6 @@ func step(s State, o Observed) Plan {
 		}
 	default:
 		p.State = State{Phase: Idle, Active: s.Active, HandledRequest: s.HandledRequest, HandledAbort: s.HandledAbort}
-		p.Roots = issuer.SteadyRoots(s.Active)
 		p.Events = append(p.Events, Event{true, "RotationStateInvalid", fmt.Sprintf("unknown rotation phase %q: back to Idle", s.Phase)})
 	}
 	return p

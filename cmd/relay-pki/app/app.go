@@ -29,7 +29,7 @@ every workload cluster.`,
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRenderCommand(), newInstallCommand(), newRegisterCommand(), newDeregisterCommand(), newStatusCommand(), newVerifyCommand(), newControllerCommand(), newVersionCommand())
+	root.AddCommand(newRenderCommand(), newInstallCommand(), newRegisterCommand(), newDeregisterCommand(), newStatusCommand(), newVerifyCommand(), newRotateCommand(), newControllerCommand(), newVersionCommand())
 	return root
 }
 

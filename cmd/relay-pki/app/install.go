@@ -14,6 +14,7 @@ import (
 	"github.com/relay-pki/relay-pki/cmd/relay-pki/app/options"
 	"github.com/relay-pki/relay-pki/install"
 	"github.com/relay-pki/relay-pki/internal/scheme"
+	"github.com/relay-pki/relay-pki/rotate"
 )
 
 func newInstallCommand() *cobra.Command {
@@ -65,7 +66,11 @@ Running it again with the same configuration changes nothing.`,
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
 			}
 			fmt.Fprintf(out, "Applying the relay PKI (issuer mode %s) in namespace %s\n", c.Issuer.Mode(), c.Namespace)
-			applied, err := install.Apply(ctx, cl, c)
+			roots, err := rotate.Roots(ctx, cl, c)
+			if err != nil {
+				return err
+			}
+			applied, err := install.Apply(ctx, cl, c, roots)
 			for _, a := range applied {
 				fmt.Fprintln(out, " ", a)
 			}
@@ -74,7 +79,7 @@ Running it again with the same configuration changes nothing.`,
 			}
 			fmt.Fprintln(out, "Waiting for cert-manager to issue the certificates")
 			w := &install.Waiter{Client: cl, Out: out, Terminal: isTerminal(out)}
-			certs, err := w.Wait(ctx, c.Namespace, install.CertificateNames(c), timeout)
+			certs, err := w.Wait(ctx, c.Namespace, install.CertificateNames(c, roots), timeout)
 			if err != nil {
 				return err
 			}
