@@ -184,6 +184,22 @@ func (r *SourceReconciler) retireSlot(ctx context.Context, slot issuer.Slot) err
 		}
 		logf.FromContext(ctx).Info("deleted retired root object", "object", key, "kind", fmt.Sprintf("%T", obj))
 	}
+	// The retired root's CertificateRequests are owned by its Certificate,
+	// but a garbage collector may be slow (or absent): one left behind would
+	// block the next rotation's request of the same name.
+	var crs cmapi.CertificateRequestList
+	if err := r.reader().List(ctx, &crs, client.InNamespace(r.Config.Namespace)); err != nil {
+		return fmt.Errorf("list CertificateRequests of retired root slot: %w", err)
+	}
+	for i := range crs.Items {
+		cr := &crs.Items[i]
+		if cr.Annotations[cmapi.CertificateNameKey] != n.Certificate {
+			continue
+		}
+		if err := r.Client.Delete(ctx, cr); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete CertificateRequest %s of retired root slot: %w", cr.Name, err)
+		}
+	}
 	return nil
 }
 
