@@ -14,15 +14,19 @@ IMAGE    ?= relay-pki:$(VERSION)
 # a git-ignored cache keyed by version: a second run builds nothing.
 KUBE_VERSION         := v1.36.3
 ETCD_VERSION         := v3.6.8
+# The last MPL-2.0 release of Vault; newer ones do not build from the module proxy.
+VAULT_VERSION        := v1.14.1
 CERT_MANAGER_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/cert-manager/cert-manager)
 TOOLS_DIR            ?= $(CURDIR)/.cache/tools
 KUBE_APISERVER       := $(TOOLS_DIR)/kube-apiserver@$(KUBE_VERSION)
 ETCD                 := $(TOOLS_DIR)/etcd@$(ETCD_VERSION)
 CM_CONTROLLER        := $(TOOLS_DIR)/cert-manager-controller@$(CERT_MANAGER_VERSION)
 CM_CRDS              := $(TOOLS_DIR)/cert-manager-crds@$(CERT_MANAGER_VERSION)
+VAULT                := $(TOOLS_DIR)/vault@$(VAULT_VERSION)
 DEMO                 := $(TOOLS_DIR)/relay-pki-demo
 TOOLS_ENV := RELAY_PKI_KUBE_APISERVER=$(KUBE_APISERVER) RELAY_PKI_ETCD=$(ETCD) \
              RELAY_PKI_CERT_MANAGER_CONTROLLER=$(CM_CONTROLLER) RELAY_PKI_CERT_MANAGER_CRDS=$(CM_CRDS) \
+             RELAY_PKI_VAULT=$(VAULT) \
              RELAY_PKI_BINARY=$(CURDIR)/bin/relay-pki
 KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 \
@@ -45,13 +49,14 @@ e2e: tools build ## e2e tests on real kube-apiserver, etcd and cert-manager cont
 	$(TOOLS_ENV) $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./e2e/...
 
 .PHONY: demo
-demo: tools build ## The main job on an embedded environment (ARGS=--exit-when-ready to stop after the table)
+demo: demo-tools build ## The main job on an embedded environment (ARGS=--exit-when-ready to stop after the table)
 	@echo ">> building the demo driver"
 	$(GO) build -o $(DEMO) ./e2e/cmd/demo
 	$(TOOLS_ENV) $(DEMO) --work-dir $(CURDIR)/.cache/demo $(ARGS)
 
-.PHONY: tools
-tools: $(KUBE_APISERVER) $(ETCD) $(CM_CONTROLLER) $(CM_CRDS) ## Build the e2e tools (once per version)
+.PHONY: tools demo-tools
+tools: demo-tools $(VAULT) ## Build the e2e tools (once per version)
+demo-tools: $(KUBE_APISERVER) $(ETCD) $(CM_CONTROLLER) $(CM_CRDS)
 
 $(KUBE_APISERVER): e2e/tools/kube-apiserver/go.mod
 	@mkdir -p $(TOOLS_DIR)
@@ -64,6 +69,12 @@ $(ETCD): e2e/tools/etcd/go.mod e2e/tools/etcd/main.go
 	@echo ">> building etcd $(ETCD_VERSION) from the module proxy (first run: about 90 s)"
 	@start=$$(date +%s); cd e2e/tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp . \
 	  && mv $@.tmp $@ && echo ">> etcd built in $$(( $$(date +%s) - start ))s"
+
+$(VAULT): e2e/tools/vault/go.mod
+	@mkdir -p $(TOOLS_DIR)
+	@echo ">> building Vault $(VAULT_VERSION) from the module proxy (first run: about 5 min on 2 cores)"
+	@start=$$(date +%s); cd e2e/tools/vault && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp github.com/hashicorp/vault \
+	  && mv $@.tmp $@ && echo ">> vault built in $$(( $$(date +%s) - start ))s"
 
 $(CM_CONTROLLER): go.mod go.sum $(wildcard e2e/cmd/cert-manager-controller/*.go)
 	@mkdir -p $(TOOLS_DIR)

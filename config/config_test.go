@@ -452,3 +452,19 @@ func TestCovers(t *testing.T) {
 		})
 	}
 }
+
+func TestVaultMountIsThePathBeforeItsSigningEndpoint(t *testing.T) {
+	t.Parallel()
+	for path, want := range map[string]string{
+		"pki_int/sign/relay-server":      "pki_int",
+		"/pki/int/issue/relay":           "pki/int",
+		"pki_int/root/sign-intermediate": "pki_int",
+		"pki_int/sign-verbatim/relay":    "pki_int",
+		"teams/a/pki/sign-intermediate":  "teams/a/pki",
+		"pki_int":                        "pki_int",
+	} {
+		if got := (&VaultIssuer{Path: path}).Mount(); got != want {
+			t.Errorf("Mount(%q) = %q, want %q", path, got, want)
+		}
+	}
+}

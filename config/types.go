@@ -4,6 +4,8 @@
 package config
 
 import (
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -250,4 +252,19 @@ func (i Issuer) Mode() Mode {
 	default:
 		return ModeSelfSigned
 	}
+}
+
+// Mount is the PKI secrets engine mount of Path: everything before its
+// signing endpoint (".../sign/<role>", ".../issue/<role>",
+// ".../root/sign-intermediate", ".../sign-verbatim[/<role>]").
+func (v *VaultIssuer) Mount() string { return vaultMount(v.Path) }
+
+func vaultMount(path string) string {
+	path = strings.Trim(path, "/")
+	for _, marker := range []string{"/root/sign-intermediate", "/sign-intermediate", "/sign-verbatim", "/sign/", "/issue/"} {
+		if i := strings.LastIndex(path, marker); i > 0 {
+			return path[:i]
+		}
+	}
+	return path
 }

@@ -382,9 +382,12 @@ func issueAgent(signing map[string][]byte) ([]byte, *ecdsa.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The chain up to the root: the signing CA's own tls.crt holds it and
+	// any intermediate (Vault's), which a server that lists only roots as
+	// acceptable CAs needs to see.
 	var chain bytes.Buffer
 	chain.Write(pemCert(der))
-	chain.Write(pemCert(caCert.Raw))
+	chain.Write(signing["tls.crt"])
 	return chain.Bytes(), key, nil
 }
 

@@ -48,6 +48,8 @@ type Snapshot struct {
 	// order; Missing lists those that do not exist.
 	Certificates []cmapi.Certificate
 	Missing      []string
+	// Issuers are relay-pki's own Issuers (none with an issuerRef).
+	Issuers []cmapi.Issuer
 	// Management holds the relay namespace's Secrets by name (nil when
 	// absent).
 	Management map[string]*corev1.Secret
@@ -85,6 +87,17 @@ func Take(ctx context.Context, c client.Reader, o Options) (*Snapshot, error) {
 		s.Rotation, s.Roots = st, st.Roots()
 	}
 	for _, obj := range issuer.BuildWithRoots(cfg, s.Roots) {
+		if _, ok := obj.(*cmapi.Issuer); ok {
+			var iss cmapi.Issuer
+			err := c.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: obj.GetName()}, &iss)
+			if err != nil && !apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("read Issuer %s/%s: %w", cfg.Namespace, obj.GetName(), err)
+			}
+			if err == nil {
+				s.Issuers = append(s.Issuers, iss)
+			}
+			continue
+		}
 		if _, ok := obj.(*cmapi.Certificate); !ok {
 			continue
 		}

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 
 	"github.com/relay-pki/relay-pki/internal/certinfo"
 	"github.com/relay-pki/relay-pki/internal/certstatus"
@@ -19,6 +23,7 @@ type Status struct {
 	Healthy      bool                `json:"healthy"`
 	Certificates []CertificateStatus `json:"certificates"`
 	Clusters     []ClusterStatus     `json:"clusters"`
+	Issuers      []IssuerStatus      `json:"issuers"`
 	Rotation     RotationStatus      `json:"rotation"`
 	// Problems say why Healthy is false, one per line.
 	Problems []string `json:"problems,omitempty"`
@@ -34,6 +39,16 @@ type CertificateStatus struct {
 	Issuer      string     `json:"issuer"`
 	ChainOK     bool       `json:"chainOK"`
 	ChainError  string     `json:"chainError,omitempty"`
+	// LastFailure is cert-manager's account of a failed issuance (a
+	// renewal the issuer refused); the current certificate stays.
+	LastFailure string `json:"lastFailure,omitempty"`
+}
+
+// IssuerStatus is one of relay-pki's Issuers.
+type IssuerStatus struct {
+	Name    string `json:"name"`
+	Ready   bool   `json:"ready"`
+	Message string `json:"message,omitempty"`
 }
 
 // RotationStatus is where a root rotation stands.
@@ -111,10 +126,37 @@ func StatusOf(s *Snapshot) Status {
 			phase, reason := certstatus.Phase(&crt)
 			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s is not Ready: %s %s", crt.Name, phase, reason))
 		}
+		if t := crt.Status.LastFailureTime; t != nil {
+			msg := ""
+			if c := certstatus.Condition(&crt, cmapi.CertificateConditionIssuing); c != nil {
+				msg = ": " + oneLine(c.Message)
+			}
+			attempts := 0
+			if n := crt.Status.FailedIssuanceAttempts; n != nil {
+				attempts = *n
+			}
+			cs.LastFailure = fmt.Sprintf("issuance failed at %s (attempt %d)%s", t.UTC().Format(time.RFC3339), attempts, msg)
+			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s: %s; the current certificate stays in place", crt.Name, cs.LastFailure))
+		}
 		if !cs.ChainOK {
 			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s: %s", crt.Name, cs.ChainError))
 		}
 		st.Certificates = append(st.Certificates, cs)
+	}
+
+	st.Issuers = []IssuerStatus{}
+	for _, iss := range s.Issuers {
+		is := IssuerStatus{Name: iss.Name}
+		for _, c := range iss.Status.Conditions {
+			if c.Type == cmapi.IssuerConditionReady {
+				is.Ready = c.Status == cmmeta.ConditionTrue && c.ObservedGeneration == iss.Generation
+				is.Message = oneLine(c.Message)
+			}
+		}
+		if !is.Ready {
+			st.Problems = append(st.Problems, fmt.Sprintf("Issuer %s is not Ready: %s", iss.Name, orDefault(is.Message, "no status yet")))
+		}
+		st.Issuers = append(st.Issuers, is)
 	}
 
 	bundle, token := digest(s.Bundle()), digest(s.Token())
@@ -157,6 +199,13 @@ func (st Status) WriteTable(out io.Writer) error {
 			chain = "FAIL"
 		}
 		fmt.Fprintf(tw, "%s\t%t\t%s\t%s\t%s\t%s\n", c.Name, c.Ready, timeOrDash(c.NotAfter), timeOrDash(c.RenewalTime), c.Issuer, chain)
+	}
+	if len(st.Issuers) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "ISSUER\tREADY\tMESSAGE")
+		for _, is := range st.Issuers {
+			fmt.Fprintf(tw, "%s\t%t\t%s\n", is.Name, is.Ready, is.Message)
+		}
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "CLUSTER\tSTATE\tNAMESPACE\tCA.CRT\tTOKEN\tLAST SYNC")
@@ -221,3 +270,7 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
+
+// oneLine folds a multi-line condition message (Vault's errors are) into
+// one line for the table.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -109,6 +109,13 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: c, ManageIssuers: o.ManageIssuers, RegistrationNamespace: o.RegistrationNamespace,
 		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, Rand: rand.Reader,
 	}
+	if v := c.Issuer.Vault; v != nil && c.TrustBundle.Source == nil {
+		vt, err := NewVaultTrust(v)
+		if err != nil {
+			return err
+		}
+		src.VaultTrust = vt
+	}
 	sourceKey := reconcile.Request{NamespacedName: client.ObjectKey{Namespace: c.Namespace, Name: "relay-pki-source"}}
 	toSource := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request { return []reconcile.Request{sourceKey} })
 	inRelayNamespace := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == c.Namespace })

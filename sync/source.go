@@ -54,6 +54,9 @@ type SourceReconciler struct {
 	// APIReader reads the rotation state past the cache, so a decision is
 	// never taken on a stale stage.
 	APIReader client.Reader
+	// VaultTrust finds the root behind Vault (vault mode without a
+	// configured trust source).
+	VaultTrust *VaultTrust
 
 	mu          stdsync.Mutex
 	lastProblem string
@@ -205,8 +208,8 @@ func (r *SourceReconciler) publishBundle(ctx context.Context, plan *rotation.Pla
 		return nil
 	}
 	bundle, err := trust.Verify(source, []trust.Leaf{
-		{Name: "Secret " + c.Server.SecretName, Chain: server.Data["tls.crt"]},
-		{Name: "Secret " + c.Signing.SecretName, Chain: signing.Data["tls.crt"]},
+		{Name: "Secret " + c.Server.SecretName, Chain: r.chain(server)},
+		{Name: "Secret " + c.Signing.SecretName, Chain: r.chain(signing)},
 	}, r.Clock.Now())
 	if err != nil {
 		r.Metrics.bundleValid.Set(0)
@@ -285,10 +288,33 @@ func (r *SourceReconciler) trustSource(ctx context.Context, server *corev1.Secre
 		}
 		return []byte(cm.Data[src.ConfigMapRef.Key]), &cm, nil
 	}
+	if c.Issuer.Mode() == config.ModeVault && r.VaultTrust != nil {
+		roots, err := r.VaultTrust.Roots(ctx)
+		if err != nil {
+			published, _ := r.secret(ctx, c.TrustBundle.SecretName)
+			var on client.Object
+			if published != nil {
+				on = published
+			}
+			r.problem(ctx, on, "TrustSourceUnavailable", "keeping the last good trust bundle: "+err.Error())
+			return nil, nil, err
+		}
+		return roots, server, nil
+	}
 	if server == nil {
 		return nil, nil, nil
 	}
 	return server.Data["ca.crt"], server, nil
+}
+
+// chain is what a peer is shown: tls.crt, and with an external issuer also
+// ca.crt, where cert-manager may have put the intermediate that tls.crt
+// lacks.
+func (r *SourceReconciler) chain(s *corev1.Secret) []byte {
+	if r.Config.Issuer.Mode() == config.ModeSelfSigned || len(s.Data["tls.crt"]) == 0 {
+		return s.Data["tls.crt"]
+	}
+	return append(append(append([]byte(nil), s.Data["tls.crt"]...), '\n'), s.Data["ca.crt"]...)
 }
 
 func (r *SourceReconciler) secret(ctx context.Context, name string) (*corev1.Secret, error) {

@@ -68,3 +68,8 @@ func VerifyChain(chainPEM []byte, roots []*x509.Certificate, now time.Time) (*x5
 	}
 	return leaf, nil
 }
+
+// EncodePEM is c as one CERTIFICATE block.
+func EncodePEM(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}

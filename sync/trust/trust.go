@@ -65,7 +65,7 @@ func Verify(source []byte, leaves []Leaf, now time.Time) (*Bundle, error) {
 		if !c.IsCA || !c.BasicConstraintsValid {
 			return nil, fmt.Errorf("trust source certificate %d (%s) is not a CA", i+1, c.Subject)
 		}
-		if !selfSigned(c) {
+		if !SelfSigned(c) {
 			b.Warnings = append(b.Warnings, fmt.Sprintf("anchor %s is not self-signed (issued by %s): agents will trust an intermediate as a root", c.Subject, c.Issuer))
 		}
 		b.Anchors = append(b.Anchors, c)
@@ -86,6 +86,8 @@ func Verify(source []byte, leaves []Leaf, now time.Time) (*Bundle, error) {
 	return b, nil
 }
 
-func selfSigned(c *x509.Certificate) bool {
+// SelfSigned reports whether c is a root: issued by itself, and its
+// signature verifies with its own key.
+func SelfSigned(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
 }
