@@ -35,14 +35,14 @@ E2E_TIMEOUT ?= 30m
 
 # Fuzz targets and how long `make fuzz` runs each.
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./config:FuzzDecodeValidate ./sync/remote:FuzzRESTConfig
+FUZZ_TARGETS := ./config:FuzzDecodeValidate ./sync/remote:FuzzRESTConfig ./sync/trust:FuzzVerify
 
 .PHONY: build
 build: ## Build bin/relay-pki (static, trimmed, version stamped)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/relay-pki ./cmd/relay-pki
 
 .PHONY: test
-test: lint build unit e2e ## Run every test: lint, static build, unit tests, e2e on real control planes
+test: lint build unit fuzz-smoke e2e ## Run every test: lint, static build, unit tests, a short fuzz of each target, e2e on real control planes
 
 .PHONY: e2e
 e2e: tools build ## e2e tests on real kube-apiserver, etcd and cert-manager controllers
@@ -103,6 +103,10 @@ fuzz: ## Run each fuzz target for FUZZTIME
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME); done
+
+.PHONY: fuzz-smoke
+fuzz-smoke: ## Run each fuzz target briefly (part of make test)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 .PHONY: image
 image: ## Build the container image (needs a Docker engine)

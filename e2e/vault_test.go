@@ -136,6 +136,13 @@ func TestVaultBackedRelayPKI(t *testing.T) {
 		if len(anchors) != 1 || !anchors[0].Equal(want[0]) {
 			t.Fatalf("workload-1 ca.crt is not Vault's root from pki/ca/pem")
 		}
+		// Byte for byte, but for the trailing newline PEM files end with.
+		if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(caEndpoint)) {
+			t.Errorf("workload-1 ca.crt (%d bytes) differs in bytes from pki/ca/pem (%d bytes)", len(got), len(caEndpoint))
+		}
+		if bytes.Contains(got, []byte(strings.TrimSpace(string(secretData(t, mgmt, ns, cfg.Server.SecretName)["tls.crt"])))) {
+			t.Error("workload-1 ca.crt holds the server chain")
+		}
 		t.Logf("workload-1 ca.crt equals Vault's pki/ca/pem (%d bytes, sha256 %s); cert-manager's ca.crt subject: %s",
 			len(got), certinfo.Fingerprint(anchors[0])[:16], parseOne(t, secretData(t, mgmt, ns, cfg.Server.SecretName)["ca.crt"]).Subject)
 	})

@@ -14,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -128,15 +129,28 @@ func Token(ctx context.Context, c client.Client, cfg *config.Config, rand io.Rea
 		return fmt.Errorf("generate identity token: %w", err)
 	}
 	key := client.ObjectKey{Namespace: cfg.Namespace, Name: cfg.IdentityToken.SecretName}
+	token := []byte(base64.RawURLEncoding.EncodeToString(raw))
 	var s corev1.Secret
-	if err := c.Get(ctx, key, &s); err != nil {
+	if err := c.Get(ctx, key, &s); apierrors.IsNotFound(err) {
+		// Missing (and the controller could not restore it): make it.
+		s = corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: issuer.Labels(relaysync.RoleToken)},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{cfg.IdentityToken.Key: token},
+		}
+		s.Annotations = map[string]string{relaysync.ContentHashAnnotation: relaysync.ContentHash(s.Data)}
+		if err := c.Create(ctx, &s, client.FieldOwner(FieldManager)); err != nil {
+			return fmt.Errorf("create identity token secret %s: %w", key, err)
+		}
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("read identity token secret %s: %w", key, err)
 	}
 	patch := client.MergeFrom(s.DeepCopy())
 	if s.Data == nil {
 		s.Data = map[string][]byte{}
 	}
-	s.Data[cfg.IdentityToken.Key] = []byte(base64.RawURLEncoding.EncodeToString(raw))
+	s.Data[cfg.IdentityToken.Key] = token
 	if s.Annotations == nil {
 		s.Annotations = map[string]string{}
 	}

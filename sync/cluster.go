@@ -114,10 +114,6 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 func (r *ClusterReconciler) sync(ctx context.Context, reg *corev1.Secret, cluster string) result {
 	log := logf.FromContext(ctx)
-	want, ok, why := r.desired(ctx)
-	if !ok {
-		return result{state: StatePending, message: why, after: minBackoff}
-	}
 	ns := r.Config.Namespace
 	if v, ok := reg.Annotations[NamespaceAnnotation]; ok {
 		if msgs := validation.IsDNS1123Label(v); len(msgs) > 0 {
@@ -127,6 +123,8 @@ func (r *ClusterReconciler) sync(ctx context.Context, reg *corev1.Secret, cluste
 	}
 	names := []string{r.Config.TrustBundle.SecretName, r.Config.IdentityToken.SecretName}
 
+	// Connect even while the management side is not ready: a deleted token
+	// is restored from the copies the connections hold.
 	cl, err := r.Remotes.Connect(ctx, reg.Name, remote.Target{Kubeconfig: reg.Data[KubeconfigKey], Namespace: ns, SecretNames: names})
 	if err != nil {
 		return r.failure(ctx, reg.Name, cluster, err)
@@ -136,6 +134,10 @@ func (r *ClusterReconciler) sync(ctx context.Context, reg *corev1.Secret, cluste
 		if err := cl.Probe(ctx, r.ProbeTimeout); err != nil {
 			return r.failure(ctx, reg.Name, cluster, err)
 		}
+	}
+	want, ok, why := r.desired(ctx)
+	if !ok {
+		return result{state: StatePending, message: why, after: minBackoff}
 	}
 
 	res := result{state: StateSynced, after: r.Config.Sync.ResyncPeriod.Duration}

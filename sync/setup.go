@@ -105,9 +105,16 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	c := o.Config
 
 	// Source: one key; anything in the relay namespace may change it.
+	remoteEvents := make(chan event.GenericEvent, 4096)
+	remotes := remote.NewCache(remote.KubeconfigPolicy{}, o.ConnectTimeout, func(key string) {
+		remoteEvents <- event.GenericEvent{Object: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: o.RegistrationNamespace, Name: key}}}
+	})
+	if err := mgr.Add(remotes); err != nil {
+		return fmt.Errorf("add remote cluster cache: %w", err)
+	}
 	src := &SourceReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Config: c, ManageIssuers: o.ManageIssuers, RegistrationNamespace: o.RegistrationNamespace,
-		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, Rand: rand.Reader,
+		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, Rand: rand.Reader, Remotes: remotes,
 	}
 	if v := c.Issuer.Vault; v != nil && c.TrustBundle.Source == nil {
 		vt, err := NewVaultTrust(v)
@@ -142,13 +149,6 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	}
 
 	// Clusters: one key per registration.
-	remoteEvents := make(chan event.GenericEvent, 4096)
-	remotes := remote.NewCache(remote.KubeconfigPolicy{}, o.ConnectTimeout, func(key string) {
-		remoteEvents <- event.GenericEvent{Object: &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: o.RegistrationNamespace, Name: key}}}
-	})
-	if err := mgr.Add(remotes); err != nil {
-		return fmt.Errorf("add remote cluster cache: %w", err)
-	}
 	cr := &ClusterReconciler{
 		Client: mgr.GetClient(), Config: c, Namespace: o.RegistrationNamespace, Remotes: remotes,
 		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, ProbeTimeout: o.ConnectTimeout,

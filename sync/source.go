@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	stdsync "sync"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +30,7 @@ import (
 	"github.com/relay-pki/relay-pki/internal/ssa"
 	"github.com/relay-pki/relay-pki/issuer"
 	"github.com/relay-pki/relay-pki/manifest"
+	"github.com/relay-pki/relay-pki/sync/remote"
 	"github.com/relay-pki/relay-pki/sync/rotation"
 	"github.com/relay-pki/relay-pki/sync/trust"
 )
@@ -58,9 +62,16 @@ type SourceReconciler struct {
 	// configured trust source).
 	VaultTrust *VaultTrust
 
+	// Remotes are the cluster connections, where a deleted token's copies
+	// are looked for.
+	Remotes *remote.Cache
+
 	mu          stdsync.Mutex
 	lastProblem string
 	lastWarned  string
+	lastToken   []byte
+	// tokenMissingSince is when the search for a deleted token began.
+	tokenMissingSince time.Time
 }
 
 // Reconcile brings the management cluster's side in line. It has one key:
@@ -97,8 +108,10 @@ func (r *SourceReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 			}
 		}
 	}
-	if err := r.ensureToken(ctx); err != nil {
+	if after, err := r.ensureToken(ctx); err != nil {
 		errs = append(errs, err)
+	} else if after > 0 && after < requeue {
+		requeue = after
 	}
 	if err := r.publishBundle(ctx, plan); err != nil {
 		errs = append(errs, err)
@@ -146,38 +159,126 @@ func (r *SourceReconciler) applyIssuers(ctx context.Context, roots issuer.Roots)
 
 // ensureToken creates the identity token secret if there is none. A
 // user-provided token is kept as it is. Create, not apply: it must never
-// replace a token that agents already hold.
-func (r *SourceReconciler) ensureToken(ctx context.Context) error {
+// replace a token that agents already hold. A deleted token is restored,
+// not replaced: agents that have not registered yet hold it.
+func (r *SourceReconciler) ensureToken(ctx context.Context) (time.Duration, error) {
 	c := r.Config
 	key := client.ObjectKey{Namespace: c.Namespace, Name: c.IdentityToken.SecretName}
 	var s corev1.Secret
 	err := r.Client.Get(ctx, key, &s)
 	switch {
 	case err == nil:
-		if len(s.Data[c.IdentityToken.Key]) == 0 {
+		if tok := s.Data[c.IdentityToken.Key]; len(tok) == 0 {
 			r.problem(ctx, &s, "TokenMissing", fmt.Sprintf("Secret %s has no %q key; relay-pki does not overwrite a Secret it did not create", key, c.IdentityToken.Key))
+		} else {
+			r.mu.Lock()
+			r.lastToken = slices.Clone(tok)
+			r.mu.Unlock()
 		}
-		return nil
+		return 0, nil
 	case !apierrors.IsNotFound(err):
-		return fmt.Errorf("read identity token secret %s: %w", key, err)
+		return 0, fmt.Errorf("read identity token secret %s: %w", key, err)
 	}
-	raw := make([]byte, TokenBytes)
-	if _, err := io.ReadFull(r.Rand, raw); err != nil {
-		return fmt.Errorf("generate identity token: %w", err)
+
+	token, from, wait := r.knownToken(ctx)
+	switch {
+	case wait != "":
+		logf.FromContext(ctx).Info("identity token missing; not minting a new one yet", "secret", key, "reason", wait)
+		return tokenSearchRetry, nil
+	case token == nil:
+		raw := make([]byte, TokenBytes)
+		if _, err := io.ReadFull(r.Rand, raw); err != nil {
+			return 0, fmt.Errorf("generate identity token: %w", err)
+		}
+		token = []byte(base64.RawURLEncoding.EncodeToString(raw))
 	}
 	s = corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: key.Name, Namespace: key.Namespace, Labels: managedLabels(RoleToken)},
 		Type:       corev1.SecretTypeOpaque,
-		Data:       map[string][]byte{c.IdentityToken.Key: []byte(base64.RawURLEncoding.EncodeToString(raw))},
+		Data:       map[string][]byte{c.IdentityToken.Key: token},
 	}
 	s.Annotations = map[string]string{ContentHashAnnotation: contentHash(s.Data)}
 	if err := r.Client.Create(ctx, &s, client.FieldOwner(ssa.FieldManager)); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create identity token secret %s: %w", key, err)
+		return 0, fmt.Errorf("create identity token secret %s: %w", key, err)
+	}
+	if from != "" {
+		logf.FromContext(ctx).Info("restored identity token", "secret", key, "from", from)
+		r.Recorder.Event(&s, corev1.EventTypeWarning, "TokenRestored", "the identity token Secret was deleted: restored the same token from "+from+" (relay-pki rotate token replaces it on purpose)")
+		return 0, nil
 	}
 	logf.FromContext(ctx).Info("created identity token", "secret", key)
 	r.Recorder.Event(&s, corev1.EventTypeNormal, "TokenCreated", "generated a new identity token (32 random bytes)")
-	return nil
+	return 0, nil
 }
+
+// tokenSearchRetry is how soon a missing token is looked for again while
+// registered clusters that may hold it are not connected yet.
+const tokenSearchRetry = 5 * time.Second
+
+// knownToken finds the token the clusters already use: the last value this
+// controller saw, else the copy relay-pki manages in the connected
+// clusters. It says to wait (and mint nothing) while registered clusters
+// are not connected yet, or when their copies disagree. nil with no reason
+// means there is no token anywhere: a first installation.
+func (r *SourceReconciler) knownToken(ctx context.Context) (token []byte, from, wait string) {
+	r.mu.Lock()
+	last := slices.Clone(r.lastToken)
+	r.mu.Unlock()
+	if last != nil {
+		return last, "the controller's last known value", ""
+	}
+	if r.Remotes == nil {
+		return nil, "", ""
+	}
+	var regs corev1.SecretList
+	if err := r.Client.List(ctx, &regs, client.InNamespace(r.RegistrationNamespace), client.HasLabels{ClusterLabel}); err != nil {
+		return nil, "", "cannot list registrations: " + err.Error()
+	}
+	c := r.Config
+	seen := map[string][]string{}
+	var unread []string
+	for _, reg := range regs.Items {
+		cl, err := r.Remotes.Get(reg.Name)
+		if err != nil {
+			unread = append(unread, reg.Labels[ClusterLabel])
+			continue
+		}
+		held, err := cl.Cached(c.IdentityToken.SecretName)
+		if err != nil || held == nil || !isManaged(held) || len(held.Data[c.IdentityToken.Key]) == 0 {
+			continue
+		}
+		v := string(held.Data[c.IdentityToken.Key])
+		seen[v] = append(seen[v], reg.Labels[ClusterLabel])
+	}
+	switch {
+	case len(seen) > 1:
+		return nil, "", fmt.Sprintf("registered clusters hold %d different tokens; restore the Secret by hand or run relay-pki rotate token", len(seen))
+	case len(seen) == 1:
+		for v, clusters := range seen {
+			slices.Sort(clusters)
+			return []byte(v), "the copy in cluster(s) " + strings.Join(clusters, ", "), ""
+		}
+	case len(unread) > 0:
+		slices.Sort(unread)
+		r.mu.Lock()
+		if r.tokenMissingSince.IsZero() {
+			r.tokenMissingSince = r.Clock.Now()
+		}
+		waited := r.Clock.Since(r.tokenMissingSince)
+		r.mu.Unlock()
+		// An unreachable cluster must not keep a new installation without a
+		// token for ever.
+		if waited < tokenSearchTimeout {
+			return nil, "", "waiting to read the copies in " + strings.Join(unread, ", ")
+		}
+		r.Recorder.Eventf(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.IdentityToken.SecretName}}, corev1.EventTypeWarning, "TokenSearchGaveUp",
+			"no copy of the identity token could be read in %s within %s: minting a new one", strings.Join(unread, ", "), tokenSearchTimeout)
+	}
+	return nil, "", ""
+}
+
+// tokenSearchTimeout bounds the wait for unreachable clusters' token copies.
+const tokenSearchTimeout = 2 * time.Minute
 
 // publishBundle verifies the trust source against the server and signing
 // certificates and publishes it. On any failure it publishes nothing, so
