@@ -126,6 +126,10 @@ func StatusOf(s *Snapshot) Status {
 			phase, reason := certstatus.Phase(&crt)
 			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s is not Ready: %s %s", crt.Name, phase, reason))
 		}
+		if rt := crt.Status.RenewalTime; rt != nil && s.Taken.After(rt.Add(relaysync.OverdueAfter)) {
+			st.Problems = append(st.Problems, fmt.Sprintf("Certificate %s: renewal overdue since %s (is cert-manager's controller running?); the current certificate is valid until %s",
+				crt.Name, rt.UTC().Format(time.RFC3339), timeOrDash(cs.NotAfter)))
+		}
 		if t := crt.Status.LastFailureTime; t != nil {
 			msg := ""
 			if c := certstatus.Condition(&crt, cmapi.CertificateConditionIssuing); c != nil {

@@ -18,6 +18,7 @@ type Metrics struct {
 	clustersByState *prometheus.GaugeVec
 	rotationPhase   *prometheus.GaugeVec
 	rotationWaiting prometheus.Gauge
+	renewalOverdue  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -58,8 +59,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "relay_pki_rotation_waiting_clusters",
 			Help: "Clusters a root rotation is waiting for to confirm the bundle of its stage.",
 		}),
+		renewalOverdue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "relay_pki_certificate_renewal_overdue",
+			Help: "1 when a relay certificate is more than 30s past its renewal time without being renewed.",
+		}, []string{"certificate", "role"}),
 	}
-	for _, c := range []prometheus.Collector{m.clusterSynced, m.syncErrors, m.syncDuration, m.notAfter, m.bundleValid, m.clustersByState, m.rotationPhase, m.rotationWaiting} {
+	for _, c := range []prometheus.Collector{m.clusterSynced, m.syncErrors, m.syncDuration, m.notAfter, m.bundleValid, m.clustersByState, m.rotationPhase, m.rotationWaiting, m.renewalOverdue} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

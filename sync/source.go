@@ -72,6 +72,8 @@ type SourceReconciler struct {
 	lastToken   []byte
 	// tokenMissingSince is when the search for a deleted token began.
 	tokenMissingSince time.Time
+	// overdueReported: renewals already reported as overdue.
+	overdueReported map[string]bool
 }
 
 // Reconcile brings the management cluster's side in line. It has one key:
@@ -115,6 +117,11 @@ func (r *SourceReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.
 	}
 	if err := r.publishBundle(ctx, plan); err != nil {
 		errs = append(errs, err)
+	}
+	if r.ManageIssuers {
+		if after := r.checkRenewals(ctx); after > 0 && after < requeue {
+			requeue = after
+		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, errors.Join(errs...)
 }

@@ -290,11 +290,17 @@ func (c *Cache) observe(ctx context.Context, cl *Cluster, err error) {
 	if ctx.Err() != nil {
 		return // the connection is being closed, not failing
 	}
+	c.mu.Lock()
+	current := c.clusters[cl.Key] == cl
+	c.mu.Unlock()
 	cl.mu.Lock()
 	changed := (cl.lastError == nil) != (err == nil)
 	cl.lastError = err
 	cl.mu.Unlock()
-	if changed {
+	// Only a connection in use asks for a reconcile: a failing Connect
+	// returns its error to the reconcile, which backs off; a notification
+	// from it would start the next attempt at once, a hot loop.
+	if changed && current {
 		c.onChange(cl.Key)
 	}
 }

@@ -42,6 +42,7 @@ relay-pki.io/cluster=<name> in --registration-namespace.`,
 			if err != nil {
 				return err
 			}
+			restCfg.QPS, restCfg.Burst = opts.KubeAPIQPS, opts.KubeAPIBurst
 			log := opts.Logger()
 			ctrl.SetLogger(log)
 

@@ -24,6 +24,8 @@ type Controller struct {
 	ConnectTimeout          time.Duration
 	LogFormat               string
 	LogLevel                int
+	KubeAPIQPS              float32
+	KubeAPIBurst            int
 }
 
 // AddFlags registers the controller's flags.
@@ -40,6 +42,8 @@ func (o *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
 	fs.IntVar(&o.MaxConcurrentSyncs, "max-concurrent-syncs", 10, "clusters synced at once")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 10*time.Second, "time allowed to connect to one workload cluster")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 50, "requests per second to the management apiserver (client-go's default of 5 would queue status writes behind each other with many clusters)")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", 100, "burst of requests to the management apiserver")
 	fs.StringVar(&o.LogFormat, "log-format", "text", "log format: text or json")
 	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity (2 logs every in-sync check)")
 }
@@ -54,6 +58,9 @@ func (o *Controller) Validate() error {
 	}
 	if o.MaxConcurrentSyncs < 1 {
 		return fmt.Errorf("--max-concurrent-syncs %d: must be at least 1", o.MaxConcurrentSyncs)
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		return fmt.Errorf("--kube-api-qps %v and --kube-api-burst %d: must be positive", o.KubeAPIQPS, o.KubeAPIBurst)
 	}
 	if o.ConnectTimeout < time.Second {
 		return fmt.Errorf("--connect-timeout %s: must be at least 1s", o.ConnectTimeout)
