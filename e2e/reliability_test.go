@@ -14,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/relay-pki/relay-pki/config"
@@ -178,10 +180,12 @@ func TestFaultsAreSurvived(t *testing.T) {
 
 	step("2: the management apiserver and etcd restart; the controller recovers without a restart", func(t *testing.T) {
 		pid := controller.PID()
+		offset := fileSize(controller.LogPath)
 		if err := mgmt.StopProcesses(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(3 * time.Second)
+		// Longer than the 10 s renew deadline: the leader loses its lease.
+		time.Sleep(12 * time.Second)
 		start := time.Now()
 		if err := mgmt.StartProcesses(); err != nil {
 			t.Fatal(err)
@@ -194,9 +198,77 @@ func TestFaultsAreSurvived(t *testing.T) {
 		for _, w := range workloads {
 			waitForSecret(t, w, ns, cfg.IdentityToken.SecretName, "token", want, 2*time.Minute)
 		}
-		t.Logf("a token change reached both workload clusters %s after the management control plane was started again", time.Since(start).Round(time.Millisecond))
+		t.Logf("down 12 s (past the renew deadline); a token change reached both workload clusters %s after the management control plane was started again, same controller process", time.Since(start).Round(time.Millisecond))
 		if controller.PID() != pid {
 			t.Errorf("the controller was restarted (pid %d -> %d)", pid, controller.PID())
+		}
+		if !strings.Contains(string(readFile(t, controller.LogPath)[offset:]), "lost leadership; campaigning again") {
+			t.Error("the controller did not lose and regain leadership in the same process")
+		}
+	})
+
+	step("wrong server, wrong CA and bad credentials give a clear state and back off, never a hot loop", func(t *testing.T) {
+		good, err := clientcmd.Load(w1.Kubeconfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := selfSignedCAPEM(t)
+		variants := map[string]struct {
+			edit  func(*clientcmdapi.Config)
+			state relaysync.State
+			want  string
+		}{
+			"bad-server": {func(c *clientcmdapi.Config) {
+				for _, cl := range c.Clusters {
+					cl.Server = "https://127.0.0.1:1"
+				}
+			}, relaysync.StateUnreachable, "connection refused"},
+			"bad-ca": {func(c *clientcmdapi.Config) {
+				for _, cl := range c.Clusters {
+					cl.CertificateAuthorityData = other
+				}
+			}, relaysync.StateUnreachable, "certificate signed by unknown authority"},
+			"bad-credentials": {func(c *clientcmdapi.Config) {
+				for _, u := range c.AuthInfos {
+					u.ClientCertificateData, u.ClientKeyData, u.Token = nil, nil, "expired-or-revoked"
+				}
+			}, relaysync.StateForbidden, "Unauthorized"},
+		}
+		offset := fileSize(controller.LogPath)
+		for name, v := range variants {
+			kc := good.DeepCopy()
+			v.edit(kc)
+			raw, err := clientcmd.Write(*kc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			createRegistration(t, mgmt, name, name, raw, nil)
+		}
+		for name, v := range variants {
+			waitForState(t, mgmt, name, v.state, time.Minute)
+			msg := registration(t, mgmt, name).Annotations[relaysync.MessageAnnotation]
+			t.Logf("%s: state %s: %s", name, v.state, msg)
+			if !strings.Contains(msg, v.want) {
+				t.Errorf("%s: message %q does not say %q", name, msg, v.want)
+			}
+		}
+		// Backoff doubles from 5 s: in 30 s at most a handful of attempts.
+		time.Sleep(30 * time.Second)
+		logs := string(readFile(t, controller.LogPath)[offset:])
+		for name := range variants {
+			attempts := 0
+			for _, line := range strings.Split(logs, "\n") {
+				if strings.Contains(line, "sync failed") && strings.Contains(line, `"cluster": "`+name+`"`) {
+					attempts++
+				}
+			}
+			t.Logf("%s: %d sync attempts in about 35 s", name, attempts)
+			if attempts > 6 {
+				t.Errorf("%s: %d attempts in 35 s: a hot loop, not a backoff", name, attempts)
+			}
+			if err := mgmt.Client.Delete(t.Context(), registration(t, mgmt, name)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 
@@ -220,4 +292,10 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func selfSignedCAPEM(t *testing.T) []byte {
+	t.Helper()
+	c, _ := selfSignedCA(t)
+	return pemCert(c.Raw)
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -42,6 +43,9 @@ type Options struct {
 	MaxConcurrentSyncs int
 	// ConnectTimeout bounds connecting to one cluster.
 	ConnectTimeout time.Duration
+	// Metrics, when set, are reused: a process that sets up a new manager
+	// after losing leadership must not register its series twice.
+	Metrics *Metrics
 }
 
 // CacheOptions keep the manager's cache narrow: Secrets only in the relay
@@ -97,9 +101,15 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
-	m, err := NewMetrics(metrics.Registry)
-	if err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+	// The controllers are set up again, under the same names, by a process
+	// that campaigns again after losing leadership.
+	reSetup := ptr.To(true)
+	m := o.Metrics
+	if m == nil {
+		var err error
+		if m, err = NewMetrics(metrics.Registry); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
 	}
 	recorder := mgr.GetEventRecorderFor("relay-pki") //nolint:staticcheck // record.EventRecorder is what the reconcilers are tested with
 	c := o.Config
@@ -131,7 +141,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	b := ctrl.NewControllerManagedBy(mgr).Named("source").
 		WatchesRawSource(source.Channel(kick, toSource)).
 		Watches(&corev1.Secret{}, toSource, builder.WithPredicates(inRelayNamespace)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1})
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: reSetup})
 	if o.ManageIssuers {
 		b = b.Watches(&cmapi.Certificate{}, toSource).Watches(&cmapi.Issuer{}, toSource)
 	}
@@ -172,11 +182,11 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		}
 		return reqs
 	})
-	err = ctrl.NewControllerManagedBy(mgr).Named("cluster").
+	err := ctrl.NewControllerManagedBy(mgr).Named("cluster").
 		For(&corev1.Secret{}, builder.WithPredicates(isRegistration)).
 		Watches(&corev1.Secret{}, allClusters, builder.WithPredicates(distributed)).
 		WatchesRawSource(source.Channel(remoteEvents, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentSyncs}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentSyncs, SkipNameValidation: reSetup}).
 		Complete(cr)
 	if err != nil {
 		return fmt.Errorf("set up cluster controller: %w", err)

@@ -81,6 +81,10 @@ func TestRESTConfigRefusesWhatWouldRunOrReadOnTheController(t *testing.T) {
 			data:    make([]byte, MaxKubeconfigSize+1),
 			wantErr: "larger than the 1048576 byte limit",
 		},
+		"a 10 MiB kubeconfig is refused with its size": {
+			data:    make([]byte, 10<<20),
+			wantErr: "10485760 bytes, larger than the 1048576 byte limit",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
