@@ -33,9 +33,12 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 
+	"github.com/relay-pki/relay-pki/config"
 	"github.com/relay-pki/relay-pki/e2e/framework"
+	"github.com/relay-pki/relay-pki/inspect"
 	"github.com/relay-pki/relay-pki/internal/certinfo"
 	"github.com/relay-pki/relay-pki/internal/ssa"
+	"github.com/relay-pki/relay-pki/register"
 	relaysync "github.com/relay-pki/relay-pki/sync"
 )
 
@@ -138,15 +141,19 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
-	step(out, "registering %d workload clusters (Secrets labelled %s in %s)", o.workloads, relaysync.ClusterLabel, registrationNamespace)
+	relayCfg, err := loadConfig(o.configFile)
+	if err != nil {
+		return err
+	}
+	step(out, "registering %d workload clusters as relay-pki register does: a least-privilege ServiceAccount there, a Secret labelled %s in %s here", o.workloads, relaysync.ClusterLabel, registrationNamespace)
 	for _, n := range names[1:] {
-		reg := &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: registrationNamespace, Name: n, Labels: map[string]string{relaysync.ClusterLabel: n}},
-			Data:       map[string][]byte{relaysync.KubeconfigKey: planes[n].Kubeconfig},
-		}
-		if err := mgmt.Client.Create(ctx, reg); err != nil {
+		res, err := register.Register(ctx, mgmt.Client, planes[n].Config, register.Options{
+			Cluster: n, Config: relayCfg, RegistrationNamespace: registrationNamespace, TokenTTL: 24 * time.Hour,
+		})
+		if err != nil {
 			return fmt.Errorf("register %s: %w", n, err)
 		}
+		fmt.Fprintf(out, "   ✓ %s: ServiceAccount %s/%s, token until %s\n", n, res.TargetNamespace, register.ServiceAccountName, res.TokenExpires.UTC().Format(time.RFC3339))
 	}
 	step(out, "starting relay-pki controller (logs: %s)", framework.LogPath(mgmt, "relay-pki-controller"))
 	args := []string{"controller", "--kubeconfig", mgmt.KubeconfigPath, "--registration-namespace", registrationNamespace,
@@ -173,6 +180,17 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err := printClusters(ctx, out, mgmt, planes, names, ns); err != nil {
 		return err
 	}
+	snap, err := inspect.Take(ctx, mgmt.Client, inspect.Options{Config: relayCfg, RegistrationNamespace: registrationNamespace, Timeout: 10 * time.Second, Parallel: 4})
+	if err != nil {
+		return err
+	}
+	findings := inspect.Verify(snap, inspect.Thresholds{WarnDays: 30, ErrorDays: 7})
+	errs, warns := inspect.Errors(findings)
+	verdict := "healthy"
+	if st := inspect.StatusOf(snap); !st.Healthy {
+		verdict = fmt.Sprintf("unhealthy (%d problems)", len(st.Problems))
+	}
+	fmt.Fprintf(out, "\nrelay-pki status: %s; relay-pki verify: %d checks, %d errors, %d warnings\n", verdict, len(findings), errs, warns)
 	fmt.Fprintln(out, "\nkubeconfigs (try: kubectl --kubeconfig <file> get certificates,secrets -n "+ns+"):")
 	for _, n := range names {
 		fmt.Fprintf(out, "  %-12s %s\n", n, planes[n].KubeconfigPath)
@@ -341,4 +359,20 @@ func printClusters(ctx context.Context, out io.Writer, mgmt *framework.ControlPl
 			bytes.Equal(tr.Data["ca.crt"], trustSecret.Data["ca.crt"]), bytes.Equal(tk.Data["token"], tokenSecret.Data["token"]), keys, syncedAt)
 	}
 	return tw.Flush()
+}
+
+// loadConfig is the configuration the controller gets: the file, or the
+// defaults.
+func loadConfig(path string) (*config.Config, error) {
+	c := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind}
+	if path != "" {
+		var err error
+		if c, err = config.ReadFile(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := config.Complete(c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
