@@ -68,7 +68,13 @@ func TestInterruptedOrKilledRunLeavesNoProcesses(t *testing.T) {
 				_ = cmd.Process.Kill()
 				t.Fatal("the fixture did not start")
 			}
+			// A process just started may not have exec'd yet (its
+			// command line is still the parent's): look again briefly.
 			before := processesUnder(dir)
+			for wait := time.Now().Add(10 * time.Second); len(before) < 3 && time.Now().Before(wait); {
+				time.Sleep(50 * time.Millisecond)
+				before = processesUnder(dir)
+			}
 			if len(before) < 3 {
 				t.Fatalf("expected kube-apiserver, etcd and cert-manager under %s, found %v", dir, before)
 			}
