@@ -104,6 +104,7 @@ func runManager(ctx context.Context, restCfg *rest.Config, log logr.Logger, opts
 		Cache:                         relaysync.CacheOptions(syncOpts),
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddress},
 		HealthProbeBindAddress:        opts.HealthAddress,
+		PprofBindAddress:              opts.PprofAddress,
 		LeaderElection:                opts.LeaderElect,
 		LeaderElectionID:              "relay-pki-controller",
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,

@@ -20,6 +20,7 @@ type Controller struct {
 	LeaderElectionNamespace string
 	MetricsAddress          string
 	HealthAddress           string
+	PprofAddress            string
 	MaxConcurrentSyncs      int
 	ConnectTimeout          time.Duration
 	LogFormat               string
@@ -40,6 +41,7 @@ func (o *Controller) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader lease (default: the registration namespace)")
 	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", ":8080", "address of the Prometheus /metrics endpoint; 0 disables it")
 	fs.StringVar(&o.HealthAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz; 0 disables them")
+	fs.StringVar(&o.PprofAddress, "pprof-bind-address", "0", "address of Go's /debug/pprof endpoints, for profiling; 0 (the default) disables them")
 	fs.IntVar(&o.MaxConcurrentSyncs, "max-concurrent-syncs", 10, "clusters synced at once")
 	fs.DurationVar(&o.ConnectTimeout, "connect-timeout", 10*time.Second, "time allowed to connect to one workload cluster")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 50, "requests per second to the management apiserver (client-go's default of 5 would queue status writes behind each other with many clusters)")
