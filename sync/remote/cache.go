@@ -1,6 +1,6 @@
 // Package remote keeps one connection per registered workload cluster: a
 // client built strictly from the registration's kubeconfig and two narrow
-// informers, one per secret relay-pki manages there, so that an edited or
+// watches, one per secret relay-pki manages there, so that an edited or
 // deleted copy is seen at once without caching any other Secret. It follows
 // cluster-api's clustercache: connect on demand, a typed "not connected"
 // error, no discovery, and a change of kubeconfig replaces the connection.
@@ -45,10 +45,10 @@ type Cluster struct {
 	// Namespaces creates the target namespace when it is missing.
 	Namespaces corev1client.NamespaceInterface
 
-	hash      [32]byte
-	informers map[string]toolscache.SharedIndexInformer
-	cancel    context.CancelFunc
-	http      *http.Client
+	hash    [32]byte
+	secrets map[string]*secretCache
+	cancel  context.CancelFunc
+	http    *http.Client
 
 	mu        stdsync.Mutex
 	lastError error
@@ -57,11 +57,11 @@ type Cluster struct {
 // Cached returns the watched Secret name as the cluster last reported it, or
 // nil when it does not exist there.
 func (c *Cluster) Cached(name string) (*corev1.Secret, error) {
-	inf, ok := c.informers[name]
+	sc, ok := c.secrets[name]
 	if !ok {
 		return nil, fmt.Errorf("secret %s is not watched", name)
 	}
-	obj, exists, err := inf.GetStore().GetByKey(c.Namespace + "/" + name)
+	obj, exists, err := sc.store.GetByKey(c.Namespace + "/" + name)
 	if err != nil || !exists {
 		return nil, err
 	}
@@ -88,7 +88,7 @@ func (c *Cluster) setWatchError(err error) {
 func (c *Cluster) Probe(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for name := range c.informers {
+	for name := range c.secrets {
 		_, err := c.Secrets.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), Limit: 1})
 		if err != nil {
 			return err
@@ -98,6 +98,75 @@ func (c *Cluster) Probe(ctx context.Context, timeout time.Duration) error {
 	c.setWatchError(nil)
 	return nil
 }
+
+// waitListed waits until every watched secret has been listed once.
+func (c *Cluster) waitListed(ctx context.Context) bool {
+	for _, sc := range c.secrets {
+		select {
+		case <-sc.listed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// secretCache is the store a reflector keeps one watched secret in. It
+// drops managed fields (only data and metadata are compared) and calls
+// onChange for every change the cluster reports.
+type secretCache struct {
+	store    toolscache.Store
+	onChange func()
+	listed   chan struct{}
+	once     stdsync.Once
+}
+
+func newSecretCache(onChange func()) *secretCache {
+	return &secretCache{store: toolscache.NewStore(toolscache.MetaNamespaceKeyFunc), onChange: onChange, listed: make(chan struct{})}
+}
+
+func stripSecret(obj any) any {
+	if s, ok := obj.(*corev1.Secret); ok {
+		s.ManagedFields = nil
+	}
+	return obj
+}
+
+func (s *secretCache) Add(obj any) error {
+	err := s.store.Add(stripSecret(obj))
+	s.onChange()
+	return err
+}
+
+func (s *secretCache) Update(obj any) error {
+	err := s.store.Update(stripSecret(obj))
+	s.onChange()
+	return err
+}
+
+func (s *secretCache) Delete(obj any) error {
+	err := s.store.Delete(obj)
+	s.onChange()
+	return err
+}
+
+// Replace is a (re)list. The first makes the connection usable and needs
+// no notification: Connect's caller reads the secrets next. A later one
+// follows a broken watch, during which anything may have changed.
+func (s *secretCache) Replace(list []any, rv string) error {
+	for i := range list {
+		list[i] = stripSecret(list[i])
+	}
+	err := s.store.Replace(list, rv)
+	first := false
+	s.once.Do(func() { first = true; close(s.listed) })
+	if !first {
+		s.onChange()
+	}
+	return err
+}
+
+func (s *secretCache) Resync() error { return nil }
 
 // Cache holds the connections, keyed by registration.
 type Cache struct {
@@ -147,7 +216,7 @@ func (c *Cache) Get(key string) (*Cluster, error) {
 
 // Connect returns the connection for key, making a new one when there is
 // none or the target changed. A new connection is usable only once its
-// informers have listed both secrets, within the connect timeout.
+// watches have listed both secrets, within the connect timeout.
 func (c *Cache) Connect(ctx context.Context, key string, t Target) (*Cluster, error) {
 	hash := targetHash(t)
 	c.mu.Lock()
@@ -180,11 +249,7 @@ func (c *Cache) Connect(ctx context.Context, key string, t Target) (*Cluster, er
 		cl.close()
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	synced := make([]toolscache.InformerSynced, 0, len(cl.informers))
-	for _, inf := range cl.informers {
-		synced = append(synced, inf.HasSynced)
-	}
-	if !toolscache.WaitForCacheSync(waitCtx.Done(), synced...) {
+	if !cl.waitListed(waitCtx) {
 		cl.close()
 		if err := cl.WatchError(); err != nil {
 			return nil, fmt.Errorf("connect: list secrets: %w", err)
@@ -232,12 +297,15 @@ func (c *Cache) newCluster(root context.Context, key string, hash [32]byte, cfg 
 	cl := &Cluster{
 		Key: key, Namespace: t.Namespace, hash: hash, cancel: cancel, http: httpClient,
 		Secrets: core.Secrets(t.Namespace), Namespaces: core.Namespaces(),
-		informers: map[string]toolscache.SharedIndexInformer{},
+		secrets: map[string]*secretCache{},
 	}
 	for _, name := range t.SecretNames {
-		// One informer per name, selected by field: that is all a Role
+		// One reflector per name, selected by field: that is all a Role
 		// restricted to these names (resourceNames) lets relay-pki list and
-		// watch, and it caches no other Secret of the cluster.
+		// watch, and it caches no other Secret of the cluster. A bare
+		// reflector feeding a store, not a shared informer: with hundreds
+		// of clusters an informer's five goroutines and 16 KiB event buffer
+		// per watch were most of the controller's memory.
 		selector := fields.OneTermEqualSelector("metadata.name", name).String()
 		// Every list and watch call reports whether the cluster answered:
 		// a stopped apiserver breaks the watch and the reflector's retries
@@ -256,29 +324,12 @@ func (c *Cache) newCluster(root context.Context, key string, hash [32]byte, cfg 
 				return w, err
 			},
 		}
-		inf := toolscache.NewSharedIndexInformerWithOptions(lw, &corev1.Secret{}, toolscache.SharedIndexInformerOptions{})
-		// Secret data is needed to compare content; nothing else is.
-		_ = inf.SetTransform(func(obj any) (any, error) {
-			if s, ok := obj.(*corev1.Secret); ok {
-				s.ManagedFields = nil
-			}
-			return obj, nil
+		sc := newSecretCache(func() { c.onChange(key) })
+		r := toolscache.NewReflectorWithOptions(lw, &corev1.Secret{}, sc, toolscache.ReflectorOptions{
+			Name: "relay-pki/" + key + "/" + name, TypeDescription: "*v1.Secret",
 		})
-		_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *toolscache.Reflector, err error) {
-			c.observe(ctx, cl, err)
-		})
-		notify := func(any) { c.onChange(key) }
-		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: notify, DeleteFunc: notify,
-			UpdateFunc: func(_, obj any) { notify(obj) },
-		}); err != nil {
-			cancel()
-			return nil, err
-		}
-		cl.informers[name] = inf
-	}
-	for _, inf := range cl.informers {
-		go inf.RunWithContext(ctx)
+		cl.secrets[name] = sc
+		go r.RunWithContext(ctx)
 	}
 	return cl, nil
 }
