@@ -48,9 +48,14 @@ type ClusterReconciler struct {
 	Metrics      *Metrics
 	Clock        clock.PassiveClock
 	ProbeTimeout time.Duration
+	// Status applies the registrations' status annotations.
+	Status *statusWriter
 
 	mu       stdsync.Mutex
 	clusters map[string]*clusterState // by registration name
+	// byState counts clusters per state, kept as states change: counting
+	// them on every sync made each of N syncs cost O(N).
+	byState map[State]int
 }
 
 type clusterState struct {
@@ -106,9 +111,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	start := r.Clock.Now()
 	res := r.sync(ctx, &reg, cluster)
 	r.Metrics.syncDuration.Observe(r.Clock.Since(start).Seconds())
-	if err := r.writeStatus(ctx, &reg, cluster, res); err != nil {
-		return ctrl.Result{}, err
-	}
+	r.writeStatus(ctx, &reg, cluster, res)
 	return ctrl.Result{RequeueAfter: res.after}, nil
 }
 
@@ -319,14 +322,22 @@ func (r *ClusterReconciler) stateFor(regName string) *clusterState {
 }
 
 // writeStatus records the result on the registration, and sends an Event,
-// only when something changed: a steady cluster costs no write.
-func (r *ClusterReconciler) writeStatus(ctx context.Context, reg *corev1.Secret, cluster string, res result) error {
+// only when something changed: a steady cluster costs no write. The write
+// itself is the status writer's, so that the next cluster's sync does not
+// wait for it.
+func (r *ClusterReconciler) writeStatus(ctx context.Context, reg *corev1.Secret, cluster string, res result) {
+	// The state this controller last found, else the one recorded: the
+	// cached registration lags behind a status write still under way.
 	prev := State(reg.Annotations[StateAnnotation])
 	r.mu.Lock()
 	st := r.stateFor(reg.Name)
+	if st.state != "" {
+		prev = st.state
+	}
+	old := st.state
 	st.cluster, st.state = cluster, res.state
 	r.mu.Unlock()
-	r.observeStates()
+	r.observeStates(old, res.state)
 	synced := 0.0
 	if res.state == StateSynced {
 		synced = 1
@@ -349,12 +360,9 @@ func (r *ClusterReconciler) writeStatus(ctx context.Context, reg *corev1.Secret,
 		}
 	}
 	if same {
-		return nil
+		return
 	}
-	ac := corev1ac.Secret(reg.Name, reg.Namespace).WithAnnotations(want)
-	if err := r.Client.Apply(ctx, ac, client.FieldOwner(ssa.FieldManager), client.ForceOwnership); err != nil {
-		return fmt.Errorf("write status of registration %s: %w", reg.Name, err)
-	}
+	r.Status.set(client.ObjectKeyFromObject(reg), reg.UID, want)
 	if prev != res.state {
 		eventType := corev1.EventTypeWarning
 		if res.state == StateSynced {
@@ -366,26 +374,38 @@ func (r *ClusterReconciler) writeStatus(ctx context.Context, reg *corev1.Secret,
 		}
 		r.Recorder.Event(reg, eventType, string(res.state), msg)
 	}
-	return nil
 }
 
-func (r *ClusterReconciler) observeStates() {
+// observeStates moves one cluster from state from to state to ("" for
+// none) in the clusters-by-state gauge.
+func (r *ClusterReconciler) observeStates(from, to State) {
 	r.mu.Lock()
-	counts := map[State]int{}
-	for _, st := range r.clusters {
-		if st.state != "" {
-			counts[st.state]++
+	defer r.mu.Unlock()
+	if r.byState == nil {
+		r.byState = map[State]int{}
+		// Every state has a series from the start, so that a dashboard
+		// shows 0 rather than nothing.
+		for _, s := range []State{StateSynced, StatePending, StateUnreachable, StateConflict, StateInvalidKubeconfig, StateForbidden, StateError} {
+			r.Metrics.clustersByState.WithLabelValues(string(s)).Set(0)
 		}
 	}
-	r.mu.Unlock()
-	for _, s := range []State{StateSynced, StatePending, StateUnreachable, StateConflict, StateInvalidKubeconfig, StateForbidden, StateError} {
-		r.Metrics.clustersByState.WithLabelValues(string(s)).Set(float64(counts[s]))
+	if from == to {
+		return
+	}
+	if from != "" {
+		r.byState[from]--
+		r.Metrics.clustersByState.WithLabelValues(string(from)).Set(float64(r.byState[from]))
+	}
+	if to != "" {
+		r.byState[to]++
+		r.Metrics.clustersByState.WithLabelValues(string(to)).Set(float64(r.byState[to]))
 	}
 }
 
 // forget drops everything held for a registration that is gone.
 func (r *ClusterReconciler) forget(regName string) {
 	r.Remotes.Disconnect(regName)
+	r.Status.drop(client.ObjectKey{Namespace: r.Namespace, Name: regName})
 	r.mu.Lock()
 	st, ok := r.clusters[regName]
 	delete(r.clusters, regName)
@@ -393,7 +413,9 @@ func (r *ClusterReconciler) forget(regName string) {
 	if ok && st.cluster != "" {
 		r.Metrics.forgetCluster(st.cluster)
 	}
-	r.observeStates()
+	if ok {
+		r.observeStates(st.state, "")
+	}
 }
 
 // finalize removes relay-pki's copies from a deregistered cluster when the

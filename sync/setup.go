@@ -89,6 +89,10 @@ func dropPrivateKeys(obj any) (any, error) {
 	return obj, nil
 }
 
+// statusWorkers write registration status; the management client's rate
+// limit, not their number, paces them.
+const statusWorkers = 4
+
 // SetupWithManager registers the source and cluster controllers and the
 // remote cluster cache with mgr.
 func SetupWithManager(mgr ctrl.Manager, o Options) error {
@@ -159,9 +163,13 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	}
 
 	// Clusters: one key per registration.
+	status := newStatusWriter(mgr.GetClient(), statusWorkers)
+	if err := mgr.Add(status); err != nil {
+		return fmt.Errorf("add status writer: %w", err)
+	}
 	cr := &ClusterReconciler{
 		Client: mgr.GetClient(), Config: c, Namespace: o.RegistrationNamespace, Remotes: remotes,
-		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, ProbeTimeout: o.ConnectTimeout,
+		Recorder: recorder, Metrics: m, Clock: clock.RealClock{}, ProbeTimeout: o.ConnectTimeout, Status: status,
 	}
 	isRegistration := predicate.NewPredicateFuncs(func(obj client.Object) bool {
 		_, ok := obj.GetLabels()[ClusterLabel]
