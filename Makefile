@@ -23,10 +23,12 @@ ETCD                 := $(TOOLS_DIR)/etcd@$(ETCD_VERSION)
 CM_CONTROLLER        := $(TOOLS_DIR)/cert-manager-controller@$(CERT_MANAGER_VERSION)
 CM_CRDS              := $(TOOLS_DIR)/cert-manager-crds@$(CERT_MANAGER_VERSION)
 VAULT                := $(TOOLS_DIR)/vault@$(VAULT_VERSION)
+KUBECTL              := $(TOOLS_DIR)/kubectl@$(KUBE_VERSION)
+BENCH                := $(TOOLS_DIR)/relay-pki-bench
 DEMO                 := $(TOOLS_DIR)/relay-pki-demo
 TOOLS_ENV := RELAY_PKI_KUBE_APISERVER=$(KUBE_APISERVER) RELAY_PKI_ETCD=$(ETCD) \
              RELAY_PKI_CERT_MANAGER_CONTROLLER=$(CM_CONTROLLER) RELAY_PKI_CERT_MANAGER_CRDS=$(CM_CRDS) \
-             RELAY_PKI_VAULT=$(VAULT) \
+             RELAY_PKI_VAULT=$(VAULT) RELAY_PKI_KUBECTL=$(KUBECTL) \
              RELAY_PKI_BINARY=$(CURDIR)/bin/relay-pki
 KUBE_LDFLAGS := -s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
   -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=36 \
@@ -54,6 +56,15 @@ demo: demo-tools build ## The main job on an embedded environment (ARGS=--exit-w
 	$(GO) build -o $(DEMO) ./e2e/cmd/demo
 	$(TOOLS_ENV) $(DEMO) --work-dir $(CURDIR)/.cache/demo $(ARGS)
 
+# The benchmark: not part of `make test`. BENCH_ARGS=--sizes=10,100 for a
+# quicker run; results land in BENCH_OUT.
+BENCH_OUT ?= $(CURDIR)/docs/bench
+.PHONY: bench
+bench: demo-tools $(KUBECTL) build ## Fan-out, steady-state, memory and cold-start benchmark (N=10/100/1000) against the floor and the kubectl loop
+	@echo ">> building the benchmark driver"
+	$(GO) build -o $(BENCH) ./e2e/bench
+	$(TOOLS_ENV) $(BENCH) --work-dir $(CURDIR)/.cache/bench --out $(BENCH_OUT) $(BENCH_ARGS)
+
 .PHONY: tools demo-tools
 tools: demo-tools $(VAULT) ## Build the e2e tools (once per version)
 demo-tools: $(KUBE_APISERVER) $(ETCD) $(CM_CONTROLLER) $(CM_CRDS)
@@ -69,6 +80,12 @@ $(ETCD): e2e/tools/etcd/go.mod e2e/tools/etcd/main.go
 	@echo ">> building etcd $(ETCD_VERSION) from the module proxy (first run: about 90 s)"
 	@start=$$(date +%s); cd e2e/tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp . \
 	  && mv $@.tmp $@ && echo ">> etcd built in $$(( $$(date +%s) - start ))s"
+
+$(KUBECTL): e2e/tools/kubectl/go.mod e2e/tools/kubectl/main.go
+	@mkdir -p $(TOOLS_DIR)
+	@echo ">> building kubectl $(KUBE_VERSION) from the module proxy (first run: about 2 min)"
+	@start=$$(date +%s); cd e2e/tools/kubectl && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@.tmp . \
+	  && mv $@.tmp $@ && echo ">> kubectl built in $$(( $$(date +%s) - start ))s"
 
 $(VAULT): e2e/tools/vault/go.mod
 	@mkdir -p $(TOOLS_DIR)

@@ -114,6 +114,18 @@ func StartControlPlane(name, dir string, tools Tools, crdDirs ...string) (*Contr
 	return cp, nil
 }
 
+// AddUser returns a kubeconfig for a new user of the control plane, with a
+// client certificate of its own signed by the apiserver's client CA. The
+// benchmark gives every logical cluster its own user, so each has its own
+// TLS connection, as separate clusters would.
+func (cp *ControlPlane) AddUser(name string, groups ...string) ([]byte, error) {
+	u, err := cp.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add user %s to %s: %w", name, cp.Name, err)
+	}
+	return u.KubeConfig()
+}
+
 // Dir is the control plane's working folder (logs, kubeconfig, data).
 func (cp *ControlPlane) Dir() string { return cp.dir }
 

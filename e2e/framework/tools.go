@@ -24,6 +24,8 @@ type Tools struct {
 	RelayPKI string
 	// Vault is HashiCorp Vault's server.
 	Vault string
+	// Kubectl is kubectl, for the benchmark's kubectl loop.
+	Kubectl string
 }
 
 // The Makefile exports these; they name files in its version-keyed cache.
@@ -34,11 +36,13 @@ var toolEnv = map[string]func(*Tools) *string{
 	"RELAY_PKI_CERT_MANAGER_CRDS":       func(t *Tools) *string { return &t.CertManagerCRDs },
 	"RELAY_PKI_BINARY":                  func(t *Tools) *string { return &t.RelayPKI },
 	"RELAY_PKI_VAULT":                   func(t *Tools) *string { return &t.Vault },
+	"RELAY_PKI_KUBECTL":                 func(t *Tools) *string { return &t.Kubectl },
 }
 
 // optionalTools may be absent: the demo runs without Vault, and the Vault
-// tests fail (not skip) when it is missing.
-var optionalTools = map[string]bool{"RELAY_PKI_VAULT": true}
+// tests fail (not skip) when it is missing; only the benchmark needs
+// kubectl, and it fails without it.
+var optionalTools = map[string]bool{"RELAY_PKI_VAULT": true, "RELAY_PKI_KUBECTL": true}
 
 // ToolsFromEnv reads the tool paths from the environment and checks that
 // each exists.
