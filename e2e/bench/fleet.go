@@ -76,20 +76,25 @@ func addClusters(ctx context.Context, mgmt kubernetes.Interface, remotes []*fram
 	return out, g.Wait()
 }
 
-// pki is what an external issuer would have produced: two roots, and a
-// server and a signing certificate issued by the first.
+// pki is what an external issuer would have produced: a root, and a
+// server and a signing certificate issued by it.
 type pki struct {
-	rootA, rootB []byte
-	server       map[string][]byte
-	signing      map[string][]byte
+	rootA   []byte
+	server  map[string][]byte
+	signing map[string][]byte
+}
+
+// newRoot is a self-signed CA certificate, PEM.
+func newRoot(cn string) ([]byte, error) {
+	der, _, err := newCert(cn, nil, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	return pemCert(der), nil
 }
 
 func newPKI() (*pki, error) {
 	rootA, keyA, err := newCert("bench root A", nil, nil, true)
-	if err != nil {
-		return nil, err
-	}
-	rootB, _, err := newCert("bench root B", nil, nil, true)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +120,7 @@ func newPKI() (*pki, error) {
 		return nil, err
 	}
 	return &pki{
-		rootA: pemA, rootB: pemCert(rootB),
+		rootA:   pemA,
 		server:  map[string][]byte{"tls.crt": pemCert(server), "tls.key": serverKeyPEM, "ca.crt": pemA},
 		signing: map[string][]byte{"tls.crt": pemCert(signing), "tls.key": signingKeyPEM, "ca.crt": pemA},
 	}, nil

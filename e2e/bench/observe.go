@@ -17,13 +17,18 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 )
 
-// observer records, from the bench's own watches, when each namespace of
-// each watched Secret name first held each value. Latency is read from
-// these times, never from polling.
+// observer records, from the bench's own watches, every value each
+// namespace's copy of each watched Secret name took and when the watch
+// delivered it. Latency is read from these times, never from polling.
 type observer struct {
-	mu     stdsync.Mutex
-	first  map[string]map[string]map[[32]byte]time.Time // name -> namespace -> value -> first seen
-	latest map[string][]byte                            // name/namespace -> value
+	mu      stdsync.Mutex
+	history map[string][]sighting // name/namespace -> values in the order seen
+}
+
+type sighting struct {
+	hash  [32]byte
+	value []byte
+	at    time.Time
 }
 
 // watchSecret watches every Secret called name in cs, in all namespaces,
@@ -57,34 +62,33 @@ func (o *observer) record(name, ns string, value []byte, at time.Time) {
 	h := sha256.Sum256(value)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.first == nil {
-		o.first = map[string]map[string]map[[32]byte]time.Time{}
-		o.latest = map[string][]byte{}
+	if o.history == nil {
+		o.history = map[string][]sighting{}
 	}
-	o.latest[name+"/"+ns] = value
-	if o.first[name] == nil {
-		o.first[name] = map[string]map[[32]byte]time.Time{}
+	k := name + "/" + ns
+	if hist := o.history[k]; len(hist) > 0 && hist[len(hist)-1].hash == h {
+		return // an update that left this key alone
 	}
-	if o.first[name][ns] == nil {
-		o.first[name][ns] = map[[32]byte]time.Time{}
-	}
-	if _, ok := o.first[name][ns][h]; !ok {
-		o.first[name][ns][h] = at
-	}
+	o.history[k] = append(o.history[k], sighting{hash: h, value: value, at: at})
 }
 
-// arrivals returns, for each namespace, when it first held value, and the
-// namespaces that have not yet.
-func (o *observer) arrivals(name string, namespaces []string, value []byte) (map[string]time.Time, []string) {
+// arrivals returns, for each namespace, when it first held value at or
+// after since, and the namespaces that have not yet.
+func (o *observer) arrivals(name string, namespaces []string, value []byte, since time.Time) (map[string]time.Time, []string) {
 	h := sha256.Sum256(value)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	got := make(map[string]time.Time, len(namespaces))
 	var missing []string
 	for _, ns := range namespaces {
-		if at, ok := o.first[name][ns][h]; ok {
-			got[ns] = at
-		} else {
+		found := false
+		for _, s := range o.history[name+"/"+ns] {
+			if s.hash == h && !s.at.Before(since) {
+				got[ns], found = s.at, true
+				break
+			}
+		}
+		if !found {
 			missing = append(missing, ns)
 		}
 	}
@@ -96,11 +100,11 @@ func (o *observer) arrivals(name string, namespaces []string, value []byte) (map
 func (o *observer) waitAll(ctx context.Context, name string, namespaces []string, value []byte, start time.Time, timeout time.Duration) ([]time.Duration, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		got, missing := o.arrivals(name, namespaces, value)
+		got, missing := o.arrivals(name, namespaces, value, start)
 		if len(missing) == 0 {
 			lat := make([]time.Duration, 0, len(got))
 			for _, at := range got {
-				lat = append(lat, max(at.Sub(start), 0))
+				lat = append(lat, at.Sub(start))
 			}
 			slices.Sort(lat)
 			return lat, nil
@@ -122,21 +126,21 @@ type observed struct {
 	at    time.Time
 }
 
-// waitNew waits until the Secret name in namespace ns holds a value other
+// waitNew waits until the Secret name in namespace ns takes a value other
 // than old: what the management cluster publishes, and clusters must then
 // receive.
 func (o *observer) waitNew(ctx context.Context, name, ns string, old []byte, timeout time.Duration) (observed, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		o.mu.Lock()
-		v, ok := o.latest[name+"/"+ns]
-		var at time.Time
-		if ok {
-			at = o.first[name][ns][sha256.Sum256(v)]
+		hist := o.history[name+"/"+ns]
+		var last sighting
+		if len(hist) > 0 {
+			last = hist[len(hist)-1]
 		}
 		o.mu.Unlock()
-		if ok && string(v) != string(old) {
-			return observed{value: v, at: at}, nil
+		if last.value != nil && string(last.value) != string(old) {
+			return observed{value: last.value, at: last.at}, nil
 		}
 		if time.Now().After(deadline) {
 			return observed{}, fmt.Errorf("secret %s/%s did not change within %s", ns, name, timeout)

@@ -36,6 +36,8 @@ type fanout struct {
 	RelayPKIS    float64  `json:"relay_pki_s"`
 	FloorS       float64  `json:"floor_s"`
 	KubectlLoopS *float64 `json:"kubectl_loop_s"`
+	// FloorWorkers is the worker count of the fastest floor run.
+	FloorWorkers int `json:"floor_workers"`
 	// KubectlLoopExtrapolatedS is the loop's per-cluster time at the largest
 	// N it ran for, times N, where it was not run.
 	KubectlLoopExtrapolatedS *float64 `json:"kubectl_loop_extrapolated_s,omitempty"`
