@@ -100,7 +100,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		return errors.New("sync: Config and RegistrationNamespace are required")
 	}
 	if o.MaxConcurrentSyncs <= 0 {
-		o.MaxConcurrentSyncs = 10
+		o.MaxConcurrentSyncs = 50
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
