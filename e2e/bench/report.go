@@ -36,8 +36,12 @@ type fanout struct {
 	RelayPKIS    float64  `json:"relay_pki_s"`
 	FloorS       float64  `json:"floor_s"`
 	KubectlLoopS *float64 `json:"kubectl_loop_s"`
-	// FloorWorkers is the worker count of the fastest floor run.
+	// FloorWorkers is the worker count whose median floor run was fastest.
 	FloorWorkers int `json:"floor_workers"`
+	// Runs is how many times relay-pki and the floor were timed; the
+	// median run is reported, RelayRunsS lists them all.
+	Runs       int       `json:"runs"`
+	RelayRunsS []float64 `json:"relay_pki_runs_s"`
 	// KubectlLoopExtrapolatedS is the loop's per-cluster time at the largest
 	// N it ran for, times N, where it was not run.
 	KubectlLoopExtrapolatedS *float64 `json:"kubectl_loop_extrapolated_s,omitempty"`
