@@ -93,6 +93,10 @@ func dropPrivateKeys(obj any) (any, error) {
 // limit, not their number, paces them.
 const statusWorkers = 4
 
+// statusDelay holds registration status writes back after a sync. A
+// rotation stage, which waits for them, waits this much longer.
+const statusDelay = 2 * time.Second
+
 // SetupWithManager registers the source and cluster controllers and the
 // remote cluster cache with mgr.
 func SetupWithManager(mgr ctrl.Manager, o Options) error {
@@ -163,7 +167,7 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 	}
 
 	// Clusters: one key per registration.
-	status := newStatusWriter(mgr.GetClient(), statusWorkers)
+	status := newStatusWriter(mgr.GetClient(), statusWorkers, statusDelay)
 	if err := mgr.Add(status); err != nil {
 		return fmt.Errorf("add status writer: %w", err)
 	}

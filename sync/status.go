@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	stdsync "sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,7 +26,11 @@ import (
 type statusWriter struct {
 	client  client.Client
 	workers int
-	queue   workqueue.TypedRateLimitingInterface[client.ObjectKey]
+	// delay holds a write back so that a change's status writes follow
+	// its fan-out instead of competing with it for the management
+	// apiserver, and so that repeated syncs of a cluster write once.
+	delay time.Duration
+	queue workqueue.TypedRateLimitingInterface[client.ObjectKey]
 
 	mu      stdsync.Mutex
 	pending map[client.ObjectKey]status
@@ -37,9 +42,9 @@ type status struct {
 	ann map[string]string
 }
 
-func newStatusWriter(c client.Client, workers int) *statusWriter {
+func newStatusWriter(c client.Client, workers int, delay time.Duration) *statusWriter {
 	return &statusWriter{
-		client: c, workers: workers, pending: map[client.ObjectKey]status{},
+		client: c, workers: workers, delay: delay, pending: map[client.ObjectKey]status{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[client.ObjectKey](),
 			workqueue.TypedRateLimitingQueueConfig[client.ObjectKey]{Name: "relay-pki-status"}),
 	}
@@ -50,7 +55,7 @@ func (w *statusWriter) set(key client.ObjectKey, uid types.UID, ann map[string]s
 	w.mu.Lock()
 	w.pending[key] = status{uid: uid, ann: maps.Clone(ann)}
 	w.mu.Unlock()
-	w.queue.Add(key)
+	w.queue.AddAfter(key, w.delay)
 }
 
 // drop forgets a registration that is gone.

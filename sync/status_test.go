@@ -81,7 +81,7 @@ func TestStatusWriter(t *testing.T) {
 					return c.Apply(ctx, obj, opts...)
 				},
 			}).Build()
-			w := newStatusWriter(c, 1)
+			w := newStatusWriter(c, 1, 0)
 			for _, ann := range tc.sets {
 				w.set(key, tc.uid, ann)
 			}

@@ -45,9 +45,12 @@ type fanout struct {
 	// KubectlLoopExtrapolatedS is the loop's per-cluster time at the largest
 	// N it ran for, times N, where it was not run.
 	KubectlLoopExtrapolatedS *float64 `json:"kubectl_loop_extrapolated_s,omitempty"`
-	P50S                     float64  `json:"p50_s"`
-	P99S                     float64  `json:"p99_s"`
-	MaxS                     float64  `json:"max_s"`
+	// FirstS is when the first cluster held the change: the pipeline's
+	// latency before any fan-out.
+	FirstS float64 `json:"first_s"`
+	P50S   float64 `json:"p50_s"`
+	P99S   float64 `json:"p99_s"`
+	MaxS   float64 `json:"max_s"`
 	// PublishS is, for the trust change, how long the management cluster
 	// took to publish the verified bundle; fan-out times include it.
 	PublishS *float64 `json:"publish_s,omitempty"`
