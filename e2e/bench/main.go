@@ -14,6 +14,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,6 +50,7 @@ type options struct {
 	profileDir string
 	timeout    time.Duration
 	repeat     int
+	replot     string
 	// controllerArgs are extra flags for relay-pki controller, to compare
 	// settings such as --max-concurrent-syncs.
 	controllerArgs []string
@@ -63,6 +65,7 @@ func main() {
 	fs.StringVar(&o.workDir, "work-dir", ".cache/bench", "folder for the control planes, kubeconfigs and logs (emptied at start)")
 	fs.StringVar(&o.outDir, "out", ".", "folder for bench-results.json and fanout.png")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "folder for the controller's pprof profiles (default: <work-dir>/profiles)")
+	fs.StringVar(&o.replot, "replot", "", "only redraw fanout.png in --out from this bench-results.json")
 	fs.IntVar(&o.repeat, "repeat", 5, "runs of each relay-pki and floor fan-out; the median counts")
 	fs.StringSliceVar(&o.controllerArgs, "controller-args", nil, "extra flags for relay-pki controller, such as --max-concurrent-syncs=10 (default: none, the shipped defaults)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "how long one fan-out or convergence may take")
@@ -76,6 +79,21 @@ func main() {
 	if !slices.IsSorted(o.sizes) || len(o.sizes) == 0 || o.sizes[0] < 1 {
 		fmt.Fprintln(os.Stderr, "--sizes: give positive numbers in ascending order, such as 10,100,1000")
 		os.Exit(2)
+	}
+	if o.replot != "" {
+		var r results
+		b, err := os.ReadFile(o.replot)
+		if err == nil {
+			err = json.Unmarshal(b, &r)
+		}
+		if err == nil {
+			err = plotFanout(filepath.Join(o.outDir, "fanout.png"), &r)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "replot:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if o.profileDir == "" {
 		o.profileDir = filepath.Join(o.workDir, "profiles")

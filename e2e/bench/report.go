@@ -205,7 +205,8 @@ func plotFanout(path string, r *results) error {
 	p.Y.Label.Text = "seconds"
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
-	p.Legend.Top, p.Legend.Left = true, true
+	p.Legend.Top, p.Legend.Left = false, false
+	p.Legend.XOffs, p.Legend.YOffs = -vg.Points(5), vg.Points(5)
 	ways := []struct {
 		name  string
 		color color.RGBA
@@ -243,6 +244,35 @@ func plotFanout(path string, r *results) error {
 			}
 			p.Add(line, points)
 			p.Legend.Add(way.name+" "+change, line, points)
+		}
+	}
+	// The loop where it was not run: its measured per-cluster time, dotted.
+	red := color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 255}
+	for _, change := range []string{"token", "trust"} {
+		var pts plotter.XYs
+		for _, f := range r.Fanout {
+			if f.Change != change {
+				continue
+			}
+			switch {
+			case f.KubectlLoopS != nil:
+				pts = plotter.XYs{{X: float64(f.N), Y: *f.KubectlLoopS}}
+			case f.KubectlLoopExtrapolatedS != nil && len(pts) > 0:
+				pts = append(pts, plotter.XY{X: float64(f.N), Y: *f.KubectlLoopExtrapolatedS})
+			}
+		}
+		if len(pts) < 2 {
+			continue
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		line.Color, line.Width = red, vg.Points(1)
+		line.Dashes = []vg.Length{vg.Points(1), vg.Points(3)}
+		p.Add(line)
+		if change == "token" {
+			p.Legend.Add("kubectl loop, extrapolated", line)
 		}
 	}
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
