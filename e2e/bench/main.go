@@ -147,7 +147,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	if tools.Kubectl == "" {
-		return errors.New("RELAY_PKI_KUBECTL is not set: run the benchmark with `make bench`, which builds kubectl")
+		return errors.New("RELAY_PKI_KUBECTL is not set or not built: run the benchmark with `make bench`, which builds kubectl")
 	}
 	if err := os.RemoveAll(o.workDir); err != nil {
 		return err
