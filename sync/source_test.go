@@ -2,13 +2,7 @@ package sync
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -24,34 +18,8 @@ import (
 
 	"github.com/relay-pki/relay-pki/config"
 	"github.com/relay-pki/relay-pki/internal/scheme"
+	"github.com/relay-pki/relay-pki/internal/testpki"
 )
-
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCert(t *testing.T, cn string, isCA bool, parent *testCA) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: isCA, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCA{c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
 
 func secret(ns, name string, data map[string][]byte) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: data}
@@ -59,18 +27,18 @@ func secret(ns, name string, data map[string][]byte) *corev1.Secret {
 
 func TestSourceReconciler(t *testing.T) {
 	t.Parallel()
-	root := newTestCert(t, "relay-root", true, nil)
-	other := newTestCert(t, "other-root", true, nil)
-	server := newTestCert(t, "server", false, root)
-	signing := newTestCert(t, "signing", true, root)
+	root := testpki.MustIssue(t, "relay-root", true, nil, testpki.Options{})
+	other := testpki.MustIssue(t, "other-root", true, nil, testpki.Options{})
+	server := testpki.MustIssue(t, "server", false, root, testpki.Options{})
+	signing := testpki.MustIssue(t, "signing", true, root, testpki.Options{})
 	cfg := config.Default()
 	ns := cfg.Namespace
 	issued := []client.Object{
-		secret(ns, cfg.Root.SecretName, map[string][]byte{"tls.crt": root.pem}),
-		secret(ns, cfg.Server.SecretName, map[string][]byte{"tls.crt": server.pem, "ca.crt": root.pem}),
-		secret(ns, cfg.Signing.SecretName, map[string][]byte{"tls.crt": signing.pem, "ca.crt": root.pem}),
+		secret(ns, cfg.Root.SecretName, map[string][]byte{"tls.crt": root.PEM}),
+		secret(ns, cfg.Server.SecretName, map[string][]byte{"tls.crt": server.PEM, "ca.crt": root.PEM}),
+		secret(ns, cfg.Signing.SecretName, map[string][]byte{"tls.crt": signing.PEM, "ca.crt": root.PEM}),
 	}
-	goodBundle := map[string][]byte{"ca.crt": root.pem}
+	goodBundle := map[string][]byte{"ca.crt": root.PEM}
 	published := secret(ns, cfg.TrustBundle.SecretName, goodBundle)
 	published.Labels = managedLabels(RoleTrust)
 	published.Annotations = map[string]string{ContentHashAnnotation: contentHash(goodBundle)}
@@ -83,7 +51,7 @@ func TestSourceReconciler(t *testing.T) {
 	}{
 		"a new cluster gets a 32-byte token and the verified root": {
 			objs:      issued,
-			wantTrust: root.pem,
+			wantTrust: root.PEM,
 			wantToken: func(t *testing.T, token []byte) {
 				if len(token) != 43 || bytes.ContainsAny(token, "+/=") {
 					t.Errorf("token %d characters, want 43 base64url characters", len(token))
@@ -93,7 +61,7 @@ func TestSourceReconciler(t *testing.T) {
 		},
 		"a user-provided token is kept": {
 			objs:      append([]client.Object{secret(ns, cfg.IdentityToken.SecretName, map[string][]byte{"token": []byte("users-own")})}, issued...),
-			wantTrust: root.pem,
+			wantTrust: root.PEM,
 			wantToken: func(t *testing.T, token []byte) {
 				if string(token) != "users-own" {
 					t.Errorf("token replaced")
@@ -103,10 +71,10 @@ func TestSourceReconciler(t *testing.T) {
 		"a root that does not sign the server certificate is not published and the last good bundle stays": {
 			objs: []client.Object{
 				published,
-				secret(ns, cfg.Root.SecretName, map[string][]byte{"tls.crt": other.pem}),
+				secret(ns, cfg.Root.SecretName, map[string][]byte{"tls.crt": other.PEM}),
 				issued[1], issued[2],
 			},
-			wantTrust: root.pem,
+			wantTrust: root.PEM,
 			wantEvent: "TrustBundleInvalid",
 		},
 		"garbage in the root secret publishes nothing": {

@@ -9,20 +9,21 @@ import (
 	"testing"
 
 	"github.com/relay-pki/relay-pki/config"
+	"github.com/relay-pki/relay-pki/internal/testpki"
 )
 
 func TestVaultTrustKeepsOnlyTheSelfSignedRootOfTheMountsChain(t *testing.T) {
 	t.Parallel()
-	root := newTestCert(t, "vault-root", true, nil)
-	intermediate := newTestCert(t, "vault-intermediate", true, root)
+	root := testpki.MustIssue(t, "vault-root", true, nil, testpki.Options{})
+	intermediate := testpki.MustIssue(t, "vault-intermediate", true, root, testpki.Options{})
 	tests := map[string]struct {
 		body     []byte
 		status   int
 		wantRoot bool
 		wantErr  string
 	}{
-		"the chain [intermediate, root] yields the root alone":  {body: append(append([]byte{}, intermediate.pem...), root.pem...), status: 200, wantRoot: true},
-		"a chain without its root is refused, naming the mount": {body: intermediate.pem, status: 200, wantErr: "mount pki_int holds no self-signed root"},
+		"the chain [intermediate, root] yields the root alone":  {body: append(append([]byte{}, intermediate.PEM...), root.PEM...), status: 200, wantRoot: true},
+		"a chain without its root is refused, naming the mount": {body: intermediate.PEM, status: 200, wantErr: "mount pki_int holds no self-signed root"},
 		"an error status is reported with the mount":            {status: 403, wantErr: "read Vault's CA chain of mount pki_int: 403 Forbidden"},
 		"garbage is reported, not published":                    {body: []byte("<html>"), status: 200, wantErr: "Vault's CA chain of mount pki_int"},
 	}
@@ -52,7 +53,7 @@ func TestVaultTrustKeepsOnlyTheSelfSignedRootOfTheMountsChain(t *testing.T) {
 				}
 			case err != nil:
 				t.Fatal(err)
-			case !bytes.Equal(got, root.pem):
+			case !bytes.Equal(got, root.PEM):
 				t.Errorf("roots = %q, want the root only", got)
 			}
 		})

@@ -2,14 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/relay-pki/relay-pki/e2e/framework"
+	"github.com/relay-pki/relay-pki/internal/testpki"
 	relaysync "github.com/relay-pki/relay-pki/sync"
 )
 
@@ -84,91 +79,49 @@ type pki struct {
 	signing map[string][]byte
 }
 
+// aYear outlives any bench run.
+func aYear() testpki.Options {
+	return testpki.Options{NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour)}
+}
+
 // newRoot is a self-signed CA certificate, PEM.
 func newRoot(cn string) ([]byte, error) {
-	der, _, err := newCert(cn, nil, nil, true)
+	c, err := testpki.Issue(cn, true, nil, aYear())
 	if err != nil {
 		return nil, err
 	}
-	return pemCert(der), nil
+	return c.PEM, nil
 }
 
 func newPKI() (*pki, error) {
-	rootA, keyA, err := newCert("bench root A", nil, nil, true)
+	root, err := testpki.Issue("bench root A", true, nil, aYear())
 	if err != nil {
 		return nil, err
 	}
-	caA, err := x509.ParseCertificate(rootA)
+	serverOpts := aYear()
+	serverOpts.DNSNames = []string{"*.gloo-mesh"}
+	serverOpts.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	server, err := testpki.Issue("*.gloo-mesh", false, root, serverOpts)
 	if err != nil {
 		return nil, err
 	}
-	server, serverKey, err := newCert("*.gloo-mesh", caA, keyA, false)
+	signing, err := testpki.Issue("relay-tls-signing", true, root, aYear())
 	if err != nil {
 		return nil, err
 	}
-	signing, signingKey, err := newCert("relay-tls-signing", caA, keyA, true)
+	serverKey, err := server.KeyPEM()
 	if err != nil {
 		return nil, err
 	}
-	pemA := pemCert(rootA)
-	serverKeyPEM, err := pemKey(serverKey)
-	if err != nil {
-		return nil, err
-	}
-	signingKeyPEM, err := pemKey(signingKey)
+	signingKey, err := signing.KeyPEM()
 	if err != nil {
 		return nil, err
 	}
 	return &pki{
-		rootA:   pemA,
-		server:  map[string][]byte{"tls.crt": pemCert(server), "tls.key": serverKeyPEM, "ca.crt": pemA},
-		signing: map[string][]byte{"tls.crt": pemCert(signing), "tls.key": signingKeyPEM, "ca.crt": pemA},
+		rootA:   root.PEM,
+		server:  map[string][]byte{"tls.crt": server.PEM, "tls.key": serverKey, "ca.crt": root.PEM},
+		signing: map[string][]byte{"tls.crt": signing.PEM, "tls.key": signingKey, "ca.crt": root.PEM},
 	}, nil
-}
-
-func newCert(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, isCA bool) (der []byte, key *ecdsa.PrivateKey, err error) {
-	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(365 * 24 * time.Hour),
-		BasicConstraintsValid: true, IsCA: isCA,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	}
-	if isCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign | x509.KeyUsageCRLSign
-	} else {
-		tmpl.DNSNames = []string{cn}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	}
-	signer, signKey := tmpl, key
-	if parent != nil {
-		signer, signKey = parent, parentKey
-	}
-	der, err = x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	return der, key, nil
-}
-
-func pemKey(key *ecdsa.PrivateKey) ([]byte, error) {
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
-}
-
-func pemCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // seedManagement creates what the controller starts from: the namespaces,

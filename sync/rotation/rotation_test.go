@@ -1,13 +1,8 @@
 package rotation
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"slices"
 	"strings"
 	"testing"
@@ -16,42 +11,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/relay-pki/relay-pki/internal/certinfo"
+	"github.com/relay-pki/relay-pki/internal/testpki"
 	"github.com/relay-pki/relay-pki/issuer"
 )
 
 var t0 = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+// yearLong certificates outlive every rotation the tests play from t0.
+var yearLong = testpki.Options{NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * 365 * time.Hour)}
 
-func newCert(t *testing.T, cn string, isCA bool, parent *ca) *ca {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * 365 * time.Hour),
-		IsCA: isCA, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &ca{c, key}
-}
-
-func pemOf(c *ca) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+func pemOf(c *testpki.Cert) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Cert.Raw})
 }
 
 // world plays cert-manager, the publisher and the clusters around Next: it
@@ -59,9 +29,9 @@ func pemOf(c *ca) []byte {
 type world struct {
 	t           *testing.T
 	now         time.Time
-	slots       map[issuer.Slot]*ca
-	server      *ca
-	signing     *ca
+	slots       map[issuer.Slot]*testpki.Cert
+	server      *testpki.Cert
+	signing     *testpki.Cert
 	signer      issuer.Slot
 	published   []byte
 	clusters    map[string][]byte // ca.crt each cluster holds
@@ -70,10 +40,10 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	root := newCert(t, "root-0", true, nil)
-	w := &world{t: t, now: t0, slots: map[issuer.Slot]*ca{0: root}, clusters: map[string][]byte{}, unreachable: map[string]bool{}}
-	w.server = newCert(t, "server", false, root)
-	w.signing = newCert(t, "signing", true, root)
+	root := testpki.MustIssue(t, "root-0", true, nil, yearLong)
+	w := &world{t: t, now: t0, slots: map[issuer.Slot]*testpki.Cert{0: root}, clusters: map[string][]byte{}, unreachable: map[string]bool{}}
+	w.server = testpki.MustIssue(t, "server", false, root, yearLong)
+	w.signing = testpki.MustIssue(t, "signing", true, root, yearLong)
 	w.published = pemOf(root)
 	for _, c := range []string{"workload-1", "workload-2"} {
 		w.clusters[c] = w.published
@@ -84,7 +54,7 @@ func newWorld(t *testing.T) *world {
 func (w *world) observed() Observed {
 	o := Observed{Now: w.now, Request: w.request, SlotRoots: map[issuer.Slot]*x509.Certificate{}, GracePeriod: time.Hour, LeavesReady: true}
 	for s, c := range w.slots {
-		o.SlotRoots[s] = c.cert
+		o.SlotRoots[s] = c.Cert
 	}
 	o.Published, _ = certinfo.ParsePEM(w.published)
 	o.PublishedHash = Hash(w.published)
@@ -106,7 +76,7 @@ func (w *world) observed() Observed {
 func (w *world) apply(p Plan) {
 	for _, s := range p.Roots.Slots {
 		if w.slots[s] == nil {
-			w.slots[s] = newCert(w.t, "root-minted", true, nil)
+			w.slots[s] = testpki.MustIssue(w.t, "root-minted", true, nil, yearLong)
 		}
 	}
 	if p.Delete != nil {
@@ -122,8 +92,8 @@ func (w *world) apply(p Plan) {
 	}
 	if p.Roots.Signer != w.signer || p.Reissue {
 		w.signer = p.Roots.Signer
-		w.server = newCert(w.t, "server", false, w.slots[w.signer])
-		w.signing = newCert(w.t, "signing", true, w.slots[w.signer])
+		w.server = testpki.MustIssue(w.t, "server", false, w.slots[w.signer], yearLong)
+		w.signing = testpki.MustIssue(w.t, "signing", true, w.slots[w.signer], yearLong)
 	}
 }
 
@@ -136,7 +106,7 @@ func (w *world) noOutage(phase Phase) {
 			continue
 		}
 		roots, _ := certinfo.ParsePEM(bundle)
-		for _, leaf := range []*ca{w.server, w.signing} {
+		for _, leaf := range []*testpki.Cert{w.server, w.signing} {
 			if _, err := certinfo.VerifyChain(pemOf(leaf), roots, w.now); err != nil {
 				w.t.Errorf("phase %s: %s would fail a handshake: %v", phase, name, err)
 			}
@@ -176,7 +146,7 @@ func TestARequestedRotationStagesTheNewRootWithoutAnOutage(t *testing.T) {
 		t.Errorf("active slot = %d, want 1", s.Active)
 	}
 	roots, _ := certinfo.ParsePEM(w.published)
-	if len(roots) != 1 || roots[0].Equal(oldRoot.cert) || !roots[0].Equal(w.slots[1].cert) {
+	if len(roots) != 1 || roots[0].Equal(oldRoot.Cert) || !roots[0].Equal(w.slots[1].Cert) {
 		t.Errorf("final bundle has %d roots; want only the new one", len(roots))
 	}
 	if _, ok := w.slots[0]; ok {
@@ -188,7 +158,7 @@ func TestARequestedRotationStagesTheNewRootWithoutAnOutage(t *testing.T) {
 	if s.Active != 0 || s.Phase != Idle {
 		t.Errorf("second rotation ended in %s with slot %d active", s.Phase, s.Active)
 	}
-	if w.slots[0].cert.Equal(oldRoot.cert) {
+	if w.slots[0].Cert.Equal(oldRoot.Cert) {
 		t.Error("the second rotation reused the first root")
 	}
 }
@@ -265,7 +235,7 @@ func TestAKeyReplacedOutsideARotationIsStagedAsADetectedRotation(t *testing.T) {
 	w := newWorld(t)
 	// Someone re-issued the active root with a new key: its CA Issuer
 	// signs with it from now on, but nothing was re-issued yet.
-	w.slots[0] = newCert(t, "root-0-rekeyed", true, nil)
+	w.slots[0] = testpki.MustIssue(t, "root-0-rekeyed", true, nil, yearLong)
 	p := Next(State{}, w.observed())
 	if p.State.Phase != Distributing || !p.State.Detected {
 		t.Fatalf("phase %s detected %t, want a detected rotation at Distributing", p.State.Phase, p.State.Detected)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/relay-pki/relay-pki/internal/certinfo"
+	"github.com/relay-pki/relay-pki/internal/testpki"
 )
 
 // FuzzVerify feeds arbitrary bundles and leaf chains to the publisher's
@@ -13,17 +14,16 @@ import (
 // whatever it accepts must be a bundle of CA certificates that every leaf
 // chains to.
 func FuzzVerify(f *testing.F) {
-	t := &testing.T{}
-	root := issue(t, "root", true, nil)
-	other := issue(t, "other", true, nil)
-	leaf := issue(t, "leaf", false, root)
-	f.Add(root.pem, leaf.pem)
-	f.Add(append(append([]byte{}, root.pem...), other.pem...), leaf.pem)
-	f.Add(other.pem, leaf.pem)
-	f.Add(leaf.pem, leaf.pem)
-	f.Add([]byte("-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n"), leaf.pem)
+	root := testpki.MustIssue(f, "root", true, nil, testpki.Options{})
+	other := testpki.MustIssue(f, "other", true, nil, testpki.Options{})
+	leaf := testpki.MustIssue(f, "leaf", false, root, testpki.Options{})
+	f.Add(root.PEM, leaf.PEM)
+	f.Add(append(append([]byte{}, root.PEM...), other.PEM...), leaf.PEM)
+	f.Add(other.PEM, leaf.PEM)
+	f.Add(leaf.PEM, leaf.PEM)
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n"), leaf.PEM)
 	f.Add([]byte{}, []byte{})
-	f.Add(append(append([]byte{}, root.pem...), root.pem...), append(append([]byte{}, leaf.pem...), root.pem...))
+	f.Add(append(append([]byte{}, root.PEM...), root.PEM...), append(append([]byte{}, leaf.PEM...), root.PEM...))
 	now := time.Now()
 	f.Fuzz(func(t *testing.T, source, chain []byte) {
 		b, err := Verify(source, []Leaf{{Name: "Secret fuzzed", Chain: chain}}, now)
