@@ -194,8 +194,9 @@ func SetupWithManager(mgr ctrl.Manager, o Options) error {
 		}
 		return reqs
 	})
+	notOwnStatus := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return !onlyStatusChanged(e.ObjectOld, e.ObjectNew) }}
 	err := ctrl.NewControllerManagedBy(mgr).Named("cluster").
-		For(&corev1.Secret{}, builder.WithPredicates(isRegistration)).
+		For(&corev1.Secret{}, builder.WithPredicates(isRegistration, notOwnStatus)).
 		Watches(&corev1.Secret{}, allClusters, builder.WithPredicates(distributed)).
 		WatchesRawSource(source.Channel(remoteEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: o.MaxConcurrentSyncs, SkipNameValidation: reSetup}).

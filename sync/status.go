@@ -1,9 +1,11 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	stdsync "sync"
 	"time"
 
@@ -129,4 +131,34 @@ func (w *statusWriter) write(ctx context.Context, key client.ObjectKey, st statu
 		return fmt.Errorf("write status of registration %s: %w", key.Name, err)
 	}
 	return nil
+}
+
+// statusAnnotations are the cluster controller's output on a registration.
+var statusAnnotations = []string{StateAnnotation, MessageAnnotation, CAHashAnnotation, SyncedAtAnnotation}
+
+// onlyStatusChanged reports whether an update of a registration changed
+// nothing but its status annotations. Such an update is the controller's
+// own output and must not start another sync: with a failure message that
+// varies between attempts, it made a loop paced by the status writer that
+// defeated the backoff.
+func onlyStatusChanged(oldObj, newObj client.Object) bool {
+	o, ok1 := oldObj.(*corev1.Secret)
+	n, ok2 := newObj.(*corev1.Secret)
+	if !ok1 || !ok2 {
+		return false
+	}
+	strip := func(a map[string]string) map[string]string {
+		out := maps.Clone(a)
+		for _, k := range statusAnnotations {
+			delete(out, k)
+		}
+		return out
+	}
+	return o.UID == n.UID &&
+		maps.Equal(o.Labels, n.Labels) &&
+		maps.Equal(strip(o.Annotations), strip(n.Annotations)) &&
+		slices.Equal(o.Finalizers, n.Finalizers) &&
+		o.DeletionTimestamp.Equal(n.DeletionTimestamp) &&
+		o.Type == n.Type &&
+		maps.EqualFunc(o.Data, n.Data, bytes.Equal)
 }

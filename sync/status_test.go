@@ -122,3 +122,41 @@ func TestStatusWriter(t *testing.T) {
 		})
 	}
 }
+
+func TestOnlyStatusChanged(t *testing.T) {
+	base := func() *corev1.Secret {
+		return &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: "relay-pki-system", Name: "workload-1", UID: "uid-1", ResourceVersion: "1",
+				Labels:      map[string]string{ClusterLabel: "workload-1"},
+				Annotations: map[string]string{NamespaceAnnotation: "gloo-mesh", StateAnnotation: "Unreachable", MessageAnnotation: "connect: refused"},
+			},
+			Data: map[string][]byte{KubeconfigKey: []byte("kubeconfig")},
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(s *corev1.Secret)
+		want   bool
+	}{
+		{"a new state, message, CA hash and time is the controller's own output", func(s *corev1.Secret) {
+			s.ResourceVersion = "2"
+			s.Annotations[StateAnnotation], s.Annotations[MessageAnnotation] = "Synced", ""
+			s.Annotations[CAHashAnnotation], s.Annotations[SyncedAtAnnotation] = "abc", "2026-12-04T00:00:00Z"
+		}, true},
+		{"a new kubeconfig is input", func(s *corev1.Secret) { s.Data[KubeconfigKey] = []byte("other") }, false},
+		{"a new target namespace is input", func(s *corev1.Secret) { s.Annotations[NamespaceAnnotation] = "other" }, false},
+		{"a relabelled cluster is input", func(s *corev1.Secret) { s.Labels[ClusterLabel] = "renamed" }, false},
+		{"a deletion is input", func(s *corev1.Secret) { now := metav1.Now(); s.DeletionTimestamp = &now }, false},
+		{"a finalizer is input", func(s *corev1.Secret) { s.Finalizers = []string{CleanupFinalizer} }, false},
+		{"a registration made again under the same name is input", func(s *corev1.Secret) { s.UID = "uid-2" }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old, changed := base(), base()
+			tc.change(changed)
+			if got := onlyStatusChanged(old, changed); got != tc.want {
+				t.Errorf("onlyStatusChanged = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

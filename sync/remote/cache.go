@@ -46,6 +46,7 @@ type Cluster struct {
 	Namespaces corev1client.NamespaceInterface
 
 	hash    [32]byte
+	names   []string // the watched secrets, in the registration's order
 	secrets map[string]*secretCache
 	cancel  context.CancelFunc
 	http    *http.Client
@@ -88,7 +89,9 @@ func (c *Cluster) setWatchError(err error) {
 func (c *Cluster) Probe(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for name := range c.secrets {
+	// Always the same secret: a probe of a random one made the failure
+	// message, and so the registration's status, differ between attempts.
+	for _, name := range c.names {
 		_, err := c.Secrets.List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), Limit: 1})
 		if err != nil {
 			return err
@@ -297,7 +300,7 @@ func (c *Cache) newCluster(root context.Context, key string, hash [32]byte, cfg 
 	cl := &Cluster{
 		Key: key, Namespace: t.Namespace, hash: hash, cancel: cancel, http: httpClient,
 		Secrets: core.Secrets(t.Namespace), Namespaces: core.Namespaces(),
-		secrets: map[string]*secretCache{},
+		secrets: map[string]*secretCache{}, names: t.SecretNames,
 	}
 	for _, name := range t.SecretNames {
 		// One reflector per name, selected by field: that is all a Role
