@@ -288,7 +288,7 @@ trustBundle:
 	if _, err := b.obs.waitAll(ctx, c.TrustBundle.SecretName, mgmtNS, b.trust, started, b.o.timeout); err != nil {
 		return fmt.Errorf("%w (controller log: %s)", err, b.controller.LogPath)
 	}
-	if b.token, err = b.readToken(ctx); err != nil {
+	if b.token, err = b.newToken(ctx, nil); err != nil {
 		return err
 	}
 	return b.recordRSS(ctx, 0)
@@ -312,24 +312,12 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func (b *bench) readToken(ctx context.Context) ([]byte, error) {
-	deadline := time.Now().Add(b.o.timeout)
-	for {
-		s, err := b.mgmtCS.CoreV1().Secrets(b.cfg.Namespace).Get(ctx, b.cfg.IdentityToken.SecretName, metav1.GetOptions{})
-		if err == nil && len(s.Data[b.cfg.IdentityToken.Key]) > 0 {
-			return s.Data[b.cfg.IdentityToken.Key], nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("no identity token in %s/%s: %v", b.cfg.Namespace, b.cfg.IdentityToken.SecretName, err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+// newToken is the management cluster's token once it differs from old, as
+// the bench's watch of it saw it: no second read of what is watched.
+func (b *bench) newToken(ctx context.Context, old []byte) ([]byte, error) {
+	got, err := b.obs.waitNew(ctx, b.cfg.IdentityToken.SecretName, b.cfg.Namespace, old, b.o.timeout)
+	return got.value, err
 }
-
 func namespaces(clusters []cluster) []string {
 	ns := make([]string, len(clusters))
 	for i, c := range clusters {
@@ -534,7 +522,7 @@ func (b *bench) relayOnce(ctx context.Context, n int, change string, ns []string
 		if err := rotate.Token(ctx, b.mgmt.Client, c, rand.Reader); err != nil {
 			return nil, nil, "", nil, err
 		}
-		v, err := b.readToken(ctx)
+		v, err := b.newToken(ctx, b.token)
 		if err != nil {
 			return nil, nil, "", nil, err
 		}
